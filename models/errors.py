@@ -1,0 +1,41 @@
+"""Exceptions raised by the model package; the CLI turns each into one line with a hint."""
+
+
+class LinaError(Exception):
+    """Base class of every error the model package raises on bad input."""
+
+
+class InvalidConfigError(LinaError, ValueError):
+    """A config.json (or a config dict) has unknown, missing or inconsistent keys."""
+
+
+class UnknownArchError(InvalidConfigError):
+    """An `arch` entry does not name a `vit_d{depth}w{width}` or `mlp_d{depth}w{width}` module."""
+
+
+class CheckpointMismatchError(LinaError):
+    """A weight file does not fit the architecture its config.json describes."""
+
+
+class MissingComponentError(LinaError, FileNotFoundError):
+    """A pipeline folder lacks a component (folder, config or weight file) the model needs."""
+
+
+class ModelNotFoundError(LinaError, FileNotFoundError):
+    """A model name is neither a local folder nor a repo id that can be resolved."""
+
+
+class WeightsNotCachedError(ModelNotFoundError):
+    """Offline mode is on and the requested repo is not in the local Hugging Face cache."""
+
+
+class UnsupportedSizeError(LinaError, ValueError):
+    """An image size was asked for that the checkpoint cannot produce."""
+
+
+class InvalidClassLabelError(LinaError, ValueError):
+    """A class id outside the checkpoint's label table."""
+
+
+class InvalidPromptError(LinaError, ValueError):
+    """An empty prompt list, or a prompt of the wrong kind for the model's task."""

@@ -1,0 +1,228 @@
+"""Find a pipeline folder (local path or hub repo), read its configs and weights, and write them back.
+
+Weights are read from `.safetensors` (single file or a sharded index); a `.bin` file is only read with
+`torch.load(weights_only=True)`. Nothing named inside a model folder is ever imported or executed.
+Models are built on the meta device and the checkpoint tensors are assigned straight into them, cast to
+the target dtype and device one tensor at a time, so a 1.45 B model never exists twice in memory.
+"""
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.constants import (
+    BIN_WEIGHTS_NAME,
+    RELEASED_MODELS,
+    SAFETENSORS_INDEX_NAME,
+    SAFETENSORS_WEIGHTS_NAME,
+    hub_offline,
+)
+from models.errors import (
+    CheckpointMismatchError,
+    InvalidConfigError,
+    MissingComponentError,
+    ModelNotFoundError,
+    WeightsNotCachedError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Resolving a model name to a folder
+# ----------------------------------------------------------------------------------------------------
+
+
+def repo_id_for(name: str) -> str:
+    """Map a released alias (`lina-t2i-1024`) to its repo id; any other name is returned unchanged."""
+    return RELEASED_MODELS[name]["repo_id"] if name in RELEASED_MODELS else name
+
+
+def resolve_model_path(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    offline: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Return the local folder of a model: an existing directory, or a hub snapshot in the HF cache.
+
+    Args:
+        name_or_path: a folder, a released alias (`lina-t2i-1024`) or a hub repo id (`owner/name`).
+        revision: branch, tag or commit of a hub repo; None for the default branch.
+        offline: only use the local cache; None reads `HF_HUB_OFFLINE`.
+        cache_dir: Hugging Face hub cache; None uses `HF_HUB_CACHE` / `HF_HOME`.
+
+    Returns:
+        The folder that holds `model_index.json`.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    repo_id = repo_id_for(name)
+    if repo_id.count("/") != 1 or path.exists():
+        raise ModelNotFoundError(
+            f"model {name!r} is neither a folder nor a hub repo id; use a folder path, an owner/name repo id "
+            f"or one of {sorted(RELEASED_MODELS)}"
+        )
+    offline = hub_offline() if offline is None else offline
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=offline)
+    except LocalEntryNotFoundError as error:
+        hint = f"lina download {name}" + (f" --revision {revision}" if revision else "")
+        if offline:
+            raise WeightsNotCachedError(
+                f"{repo_id} is not in the local Hugging Face cache and offline mode is on; run `{hint}` "
+                "while online (or unset HF_HUB_OFFLINE / drop --offline)"
+            ) from error
+        raise ModelNotFoundError(f"could not reach the hub for {repo_id}: {error}; run `{hint}` when online") from error
+    except Exception as error:  # huggingface_hub raises many types for a missing or private repo
+        raise ModelNotFoundError(f"could not resolve {repo_id}: {error}") from error
+    return Path(folder)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Configs
+# ----------------------------------------------------------------------------------------------------
+
+
+def read_json(path: Path, component: str) -> dict[str, Any]:
+    """Read one JSON file of a pipeline folder, with errors that name the component."""
+    if not path.is_file():
+        raise MissingComponentError(f"{component}: {path} does not exist; is {path.parent.parent} a LINA pipeline folder?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidConfigError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise InvalidConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write a JSON file through a temp file and a rename, so a crash never leaves half a config."""
+    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
+
+
+def _write_atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Weights
+# ----------------------------------------------------------------------------------------------------
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of one component folder: safetensors preferred, then a sharded index, then .bin."""
+    single = folder / SAFETENSORS_WEIGHTS_NAME
+    if single.is_file():
+        return [single]
+    index = folder / SAFETENSORS_INDEX_NAME
+    if index.is_file():
+        shards = sorted(set(read_json(index, str(folder)).get("weight_map", {}).values()))
+        return [folder / shard for shard in shards]
+    legacy = folder / BIN_WEIGHTS_NAME
+    if legacy.is_file():
+        return [legacy]
+    raise MissingComponentError(
+        f"{folder} has no weights: expected {SAFETENSORS_WEIGHTS_NAME}, {SAFETENSORS_INDEX_NAME} or {BIN_WEIGHTS_NAME}"
+    )
+
+
+def iter_checkpoint(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (name, tensor) from a component folder, one tensor at a time for safetensors."""
+    from safetensors import safe_open
+
+    for path in weight_files(folder):
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as handle:
+                for name in handle.keys():
+                    yield name, handle.get_tensor(name)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state = state.get("state_dict", state) if isinstance(state, dict) else state
+            if not isinstance(state, dict):
+                raise CheckpointMismatchError(f"{path} does not hold a state dict")
+            yield from state.items()
+
+
+def load_weights(
+    module: nn.Module,
+    folder: Path,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    expected: str,
+) -> nn.Module:
+    """Assign a checkpoint to a module built on the meta device, checking every key and shape.
+
+    Args:
+        module: built under `torch.device("meta")`.
+        folder: component folder holding the weight files.
+        device, dtype: where the weights go; floating tensors are cast to `dtype`.
+        expected: description of the config the module was built from, for error messages.
+
+    Raises:
+        CheckpointMismatchError: a key is missing, unexpected, or has another shape.
+    """
+    wanted = {name: tensor.shape for name, tensor in module.state_dict().items()}
+    loaded: dict[str, torch.Tensor] = {}
+    unexpected, mismatched = [], []
+    for name, tensor in iter_checkpoint(folder):
+        if name not in wanted:
+            unexpected.append(name)
+            continue
+        if tuple(tensor.shape) != tuple(wanted[name]):
+            mismatched.append(f"{name}: checkpoint {list(tensor.shape)} vs model {list(wanted[name])}")
+            continue
+        target_dtype = dtype if tensor.is_floating_point() else tensor.dtype
+        loaded[name] = tensor.to(device=device, dtype=target_dtype)
+    missing = sorted(set(wanted) - set(loaded) - {m.split(":")[0] for m in mismatched})
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(
+            f"{folder} does not fit {expected}: "
+            + "; ".join(
+                part
+                for part in (
+                    f"{len(missing)} missing keys {_preview(missing)}" if missing else "",
+                    f"{len(unexpected)} unexpected keys {_preview(sorted(unexpected))}" if unexpected else "",
+                    f"{len(mismatched)} shape mismatches {_preview(mismatched)}" if mismatched else "",
+                )
+                if part
+            )
+        )
+    module.load_state_dict(loaded, strict=True, assign=True)
+    return module.eval().requires_grad_(False)
+
+
+def _preview(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{', …' if len(items) > limit else ''}]"
+
+
+def save_weights(module: nn.Module, folder: Path) -> None:
+    """Write a module's state dict as `diffusion_pytorch_model.safetensors`, atomically."""
+    from safetensors.torch import save_file
+
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in module.state_dict().items()}
+    _write_atomic(folder / SAFETENSORS_WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
