@@ -1,0 +1,35 @@
+"""LINA in plain PyTorch: load the official checkpoints and generate images.
+
+The public names below are imported on first use, so `import models.constants` or `import models.errors`
+(what the CLI needs to print help) never pulls in torch.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "load_pipeline": "models.pipeline",
+    "LinaPipeline": "models.pipeline",
+    "ImageRequest": "models.pipeline",
+    "GenerationOutput": "models.pipeline",
+    "ModelSource": "models.pipeline",
+    "SamplingSettings": "models.sampler",
+    "LinaTransformer": "models.transformer",
+    "TransformerConfig": "models.config",
+    "VAEConfig": "models.config",
+    "SchedulerConfig": "models.config",
+    "LinaError": "models.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,108 @@
+"""LINA's bidirectional linear attention and the softmax baseline, in plain PyTorch (spec §3.6-3.7).
+
+Shapes use the spec's letters: B batch, N sequence (prefix + image tokens), D width, H heads, d = D / H,
+L image tokens on an (h, w) grid.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ReLU(x) + 1e-6 is the feature map φ, and 1e-6 also guards the normaliser's division (spec §3.6).
+FEATURE_EPS = 1e-6
+NORMALISER_EPS = 1e-6
+DW_CONV_KERNEL = 5  # depthwise conv of the decoder blocks: 5×5, zero padding 2 (spec §3.7)
+
+
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_scale: torch.Tensor | None = None,
+    value_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Division-normalised bidirectional linear attention on feature-mapped inputs.
+
+    o_i = [φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / N] / [φ(q_i)ᵀ mean_j φ(k_j) + ε], with the optional KV gate scaling
+    k_j and v_j per head and position first. The two N^-½ factors and ε are kept exactly as the reference
+    applies them: N cancels except inside ε, so dropping them would change results slightly.
+
+    Args:
+        q, k: φ-mapped queries and keys, [B, H, N, d], float32.
+        v: values, [B, H, N, d], float32.
+        key_scale, value_scale: KV gates, [1, H, N, 1], or None (encoder blocks).
+
+    Returns:
+        [B, H, N, d] float32.
+    """
+    seq_len = q.shape[-2]
+    if key_scale is not None:
+        k = k * key_scale
+        v = v * value_scale
+    normaliser = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + NORMALISER_EPS)  # [B, H, N, 1]
+    state = (k.transpose(-2, -1) * seq_len**-0.5) @ (v * seq_len**-0.5)  # [B, H, d, d]
+    return q @ state * normaliser
+
+
+class LinearAttention(nn.Module):
+    """LINA attention: ReLU feature map, float32 core, and in decoder blocks a KV gate and a conv branch.
+
+    Decoder blocks (`gate_len` set) see a fixed sequence [context (Lv) ; image (L)] of length `gate_len`;
+    their per-head, per-position gates `key_scale`/`value_scale` index that sequence, and a 5×5 depthwise
+    conv over the image rows of the block input is added to the attention output before `proj`.
+    """
+
+    def __init__(self, dim: int, num_heads: int, gate_len: int | None = None, token_grid: tuple[int, int] | None = None):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.token_grid = token_grid
+        if gate_len is not None:
+            self.key_scale = nn.Parameter(torch.ones(1, num_heads, gate_len, 1))
+            self.value_scale = nn.Parameter(torch.ones(1, num_heads, gate_len, 1))
+            self.dw_conv = nn.Conv2d(dim, dim, DW_CONV_KERNEL, padding=DW_CONV_KERNEL // 2, groups=dim)
+
+    @property
+    def is_decoder(self) -> bool:
+        return self.token_grid is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, N, D] → [B, N, D]."""
+        batch, seq_len, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, seq_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        # φ is applied in the compute dtype and the core runs in float32, as the reference does
+        # ("necessary for NaN-free training"); the result is cast back before `proj`.
+        q, k = F.relu(q) + FEATURE_EPS, F.relu(k) + FEATURE_EPS  # [B, H, N, d]
+        gates = (self.key_scale, self.value_scale) if self.is_decoder else (None, None)
+        out = linear_attention(q.float(), k.float(), v.float(), *gates)
+        out = out.transpose(1, 2).reshape(batch, seq_len, dim).to(x.dtype)  # [B, N, D]
+        if self.is_decoder:
+            out = self._add_conv_branch(out, x)
+        return self.proj(out)
+
+    def _add_conv_branch(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Add dw_conv(image rows of x) to the image rows of `out`; prefix rows get nothing."""
+        batch, seq_len, dim = x.shape
+        grid_h, grid_w = self.token_grid
+        prefix = seq_len - grid_h * grid_w
+        image = x[:, prefix:].reshape(batch, grid_h, grid_w, dim).permute(0, 3, 1, 2)  # [B, D, h, w]
+        conv = self.dw_conv(image).flatten(2).transpose(1, 2)  # [B, L, D]
+        return torch.cat([out[:, :prefix], out[:, prefix:] + conv], dim=1)
+
+
+class SoftmaxAttention(nn.Module):
+    """Scaled-dot-product attention with the same projections: the full-attention baseline."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, N, D] → [B, N, D]."""
+        batch, seq_len, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, seq_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, H, N, d]
+        return self.proj(out.transpose(1, 2).reshape(batch, seq_len, dim))

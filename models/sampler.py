@@ -1,0 +1,142 @@
+"""The set-by-set autoregressive sampler with a per-token flow-matching head (spec §3.9-3.10).
+
+Randomness contract: image i of a batch owns `generators[i]`, and draws from it in the reference order —
+one uniform [1, L, 1] in the compute dtype for its generation order, then one normal draw of the whole
+latent canvas [1, C, H, W] per AR step. So an image never depends on its batch, and `seed S` on one image
+reproduces the authors' pipeline called with `torch.Generator(device).manual_seed(S)`.
+Shapes: B images, L tokens, n tokens predicted this step, p²C values per token, Lv context tokens.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from models.embeddings import patchify, unpatchify
+from models.scheduler import FlowMatchEulerScheduler
+from models.transformer import LinaTransformer
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Sampler knobs. `cfg_min` None means constant guidance; otherwise it ramps linearly to `cfg`."""
+
+    ar_steps: int
+    diffusion_steps: int
+    cfg: float
+    cfg_min: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ar_steps < 1 or self.diffusion_steps < 1:
+            raise ValueError(f"ar_steps={self.ar_steps} and diffusion_steps={self.diffusion_steps} must be ≥ 1")
+        for name in ("cfg", "cfg_min"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name}={value} must be a finite number")
+
+
+def ar_schedule(num_tokens: int, ar_steps: int) -> list[int]:
+    """Tokens predicted at each AR step: a cosine schedule with empty steps dropped; sums to `num_tokens`.
+
+    Remaining-token counts are round(L·cos(π/2 · k/K)) for k = 0..K (round half to even, as numpy does).
+    """
+    remaining = [round(num_tokens * math.cos(0.5 * math.pi * k / ar_steps)) for k in range(ar_steps + 1)]
+    counts = [remaining[k] - remaining[k + 1] for k in range(ar_steps)]
+    return [count for count in counts if count > 0]
+
+
+def cfg_scales(num_steps: int, cfg: float, cfg_min: float | None) -> list[float]:
+    """Guidance at each non-empty AR step: cfg_min + (cfg − cfg_min)·(i+1)/K_eff (constant if cfg_min is None)."""
+    start = cfg if cfg_min is None else cfg_min
+    return [(cfg - start) * ((i + 1) / num_steps) + start for i in range(num_steps)]
+
+
+def generation_orders(generators: list[torch.Generator], num_tokens: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Per-image random token order [B, L] (long), from a uniform draw in the compute dtype like the reference.
+
+    Ties in low-precision uniforms are broken by `argsort` on the same [1, L, 1] shape the reference sorts.
+    """
+    orders = []
+    for generator in generators:
+        uniform = torch.empty(1, num_tokens, 1, dtype=dtype, device=device).uniform_(generator=generator)
+        orders.append(uniform.argsort(dim=1)[:, :, 0])
+    return torch.cat(orders)
+
+
+def canvas_noise(generators: list[torch.Generator], latent_shape: tuple[int, ...], patch_size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Fresh noise of every image's whole latent canvas, as tokens [B, L, p²C]."""
+    noise = [torch.empty(1, *latent_shape, dtype=dtype, device=device).normal_(generator=g) for g in generators]
+    return patchify(torch.cat(noise), patch_size)
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Rows `ids` [B, n] of x [B, L, K] → [B, n, K]."""
+    return x.gather(1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+@torch.inference_mode()
+def sample_latents(
+    transformer: LinaTransformer,
+    scheduler: FlowMatchEulerScheduler,
+    condition: torch.Tensor,
+    null_condition: torch.Tensor,
+    generators: list[torch.Generator],
+    settings: SamplingSettings,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Generate latents for a batch of conditions.
+
+    Args:
+        transformer: the LINA transformer (its parameters set device and dtype).
+        scheduler: the head's Euler scheduler.
+        condition: condition tokens [B, P, D].
+        null_condition: unconditional tokens [B, P, D] for CFG (null class or null text rows).
+        generators: one generator per image, on the transformer's device.
+        settings: AR steps, diffusion steps and guidance.
+        progress: called as progress(steps_done, total_steps) after each AR step.
+
+    Returns:
+        Model-space latents [B, C, H/s, W/s] in the compute dtype.
+    """
+    config = transformer.config
+    batch, dtype, device = condition.shape[0], condition.dtype, condition.device
+    latent_shape = (config.image_dim, *config.latent_size)
+    counts = ar_schedule(config.num_image_tokens, settings.ar_steps)
+    scales = cfg_scales(len(counts), settings.cfg, settings.cfg_min)
+    sigmas, timesteps = scheduler.sigmas(settings.diffusion_steps)
+
+    # Conditional rows first, unconditional rows second, as in the reference's CFG batch.
+    any_guidance = any(scale > 1 for scale in scales)
+    context = transformer.encode_context(torch.cat([condition, null_condition]) if any_guidance else condition)
+    positions = transformer.image_positions(device, dtype)
+
+    orders = generation_orders(generators, config.num_image_tokens, dtype, device)  # [B, L]
+    canvas = torch.zeros(batch, config.num_image_tokens, config.token_dim, dtype=dtype, device=device)
+    mask = torch.ones(batch, config.num_image_tokens, 1, dtype=dtype, device=device)
+    done = 0
+    for step, (count, scale) in enumerate(zip(counts, scales)):
+        guided = scale > 1
+        known_ids, pred_ids = orders[:, :done], orders[:, done : done + count]  # [B, n], [B, count]
+        tokens = transformer.embed_canvas(canvas, mask, positions)  # [B, L, D]
+        rows = 2 if guided else 1
+        z = transformer.image_encoder(
+            tokens.repeat(rows, 1, 1), context[: rows * batch], known_ids.repeat(rows, 1)
+        )  # [rows·B, L, D]
+        z = gather_tokens(z, pred_ids.repeat(rows, 1))  # [rows·B, count, D]
+
+        x = gather_tokens(canvas_noise(generators, latent_shape, config.patch_size, dtype, device), pred_ids)
+        for j, timestep in enumerate(timesteps):
+            velocity = transformer.image_decoder(x.repeat(rows, 1, 1), timestep.to(device).expand(rows * batch), z)
+            if guided:
+                cond, uncond = velocity.chunk(2)
+                velocity = uncond + (cond - uncond) * scale
+            x = scheduler.step(velocity, sigmas[j], sigmas[j + 1], x)
+
+        index = pred_ids.unsqueeze(-1)
+        canvas.scatter_(1, index.expand(-1, -1, config.token_dim), x)
+        mask.scatter_(1, index, 0)
+        done += count
+        if progress is not None:
+            progress(step + 1, len(counts))
+    return unpatchify(canvas, config.token_grid, config.patch_size)
