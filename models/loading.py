@@ -159,7 +159,10 @@ def iter_checkpoint(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 for name in handle.keys():
                     yield name, handle.get_tensor(name)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            try:  # memory-map zip-format files; legacy (pre-1.6) pickles cannot be mapped
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:
+                state = torch.load(path, map_location="cpu", weights_only=True)
             state = state.get("state_dict", state) if isinstance(state, dict) else state
             if not isinstance(state, dict):
                 raise CheckpointMismatchError(f"{path} does not hold a state dict")
