@@ -9,6 +9,7 @@ the target dtype and device one tensor at a time, so a 1.45 B model never exists
 import json
 import logging
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,14 +160,25 @@ def iter_checkpoint(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 for name in handle.keys():
                     yield name, handle.get_tensor(name)
         else:
-            try:  # memory-map zip-format files; legacy (pre-1.6) pickles cannot be mapped
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _load_bin(path)
             state = state.get("state_dict", state) if isinstance(state, dict) else state
             if not isinstance(state, dict):
                 raise CheckpointMismatchError(f"{path} does not hold a state dict")
             yield from state.items()
+
+
+def _load_bin(path: Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary objects."""
+    try:
+        try:  # memory-map zip-format files; legacy (pre-1.6) pickles cannot be mapped
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointMismatchError(
+            f"{path} holds objects other than tensors; it was refused (weights_only=True). "
+            "Convert it to .safetensors from a trusted environment"
+        ) from error
 
 
 def load_weights(
