@@ -271,6 +271,7 @@ class VAEConfig:
     up_block_types: tuple[str, ...] | None = None
     act_fn: str = "silu"
     force_upcast: bool = True
+    double_z: bool = True  # written by the authors' VAE classes; the encoder outputs mean ‖ logvar
     latents_mean: Any = None
     latents_std: Any = None
     use_quant_conv: bool = True
@@ -286,8 +287,8 @@ class VAEConfig:
             raise InvalidConfigError(
                 "vae/config.json: only act_fn='silu' with quant_conv and post_quant_conv is supported"
             )
-        if not self.mid_block_add_attention:
-            raise InvalidConfigError("vae/config.json: mid_block_add_attention=false is not supported")
+        if not self.mid_block_add_attention or not self.double_z:
+            raise InvalidConfigError("vae/config.json: mid_block_add_attention=false and double_z=false are not supported")
 
     @property
     def stride(self) -> int:

@@ -113,10 +113,10 @@ def read_json(path: Path, component: str) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write a JSON file through a temp file and a rename, so a crash never leaves half a config."""
-    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -219,9 +219,9 @@ def load_weights(
             + "; ".join(
                 part
                 for part in (
-                    f"{len(missing)} missing keys {_preview(missing)}" if missing else "",
-                    f"{len(unexpected)} unexpected keys {_preview(sorted(unexpected))}" if unexpected else "",
-                    f"{len(mismatched)} shape mismatches {_preview(mismatched)}" if mismatched else "",
+                    f"{len(missing)} missing keys {preview_names(missing)}" if missing else "",
+                    f"{len(unexpected)} unexpected keys {preview_names(sorted(unexpected))}" if unexpected else "",
+                    f"{len(mismatched)} shape mismatches {preview_names(mismatched)}" if mismatched else "",
                 )
                 if part
             )
@@ -230,7 +230,7 @@ def load_weights(
     return module.eval().requires_grad_(False)
 
 
-def _preview(items: list[str], limit: int = 5) -> str:
+def preview_names(items: list[str], limit: int = 5) -> str:
     shown = ", ".join(items[:limit])
     return f"[{shown}{', …' if len(items) > limit else ''}]"
 
@@ -240,4 +240,4 @@ def save_weights(module: nn.Module, folder: Path) -> None:
     from safetensors.torch import save_file
 
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in module.state_dict().items()}
-    _write_atomic(folder / SAFETENSORS_WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    write_atomic(folder / SAFETENSORS_WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))

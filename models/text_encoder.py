@@ -17,7 +17,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from models.constants import CONFIG_NAME
 from models.errors import CheckpointMismatchError, InvalidConfigError, InvalidPromptError, MissingComponentError
-from models.loading import _preview, _write_atomic, read_json, write_json_atomic
+from models.loading import preview_names, write_atomic, read_json, write_json_atomic
 
 # transformers' weight file names, in the order `from_pretrained` looks for them.
 TEXT_ENCODER_WEIGHT_NAMES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
@@ -106,7 +106,7 @@ class PhiTextEncoder:
         except RuntimeError as error:  # transformers reports shape mismatches this way
             raise CheckpointMismatchError(f"{text_encoder_folder} does not fit its config.json: {error}") from error
         problems = [
-            f"{len(info[kind])} {kind.replace('_', ' ')} {_preview(sorted(info[kind]))}"
+            f"{len(info[kind])} {kind.replace('_', ' ')} {preview_names(sorted(info[kind]))}"
             for kind in ("missing_keys", "unexpected_keys")
             if info[kind]
         ]
@@ -177,7 +177,7 @@ class PhiTextEncoder:
         vocab_size = self.model.config.vocab_size
         state["lm_head.weight"] = torch.zeros(vocab_size, self.hidden_size, dtype=self.dtype)
         state["lm_head.bias"] = torch.zeros(vocab_size, dtype=self.dtype)
-        _write_atomic(
+        write_atomic(
             text_encoder_folder / SAFE_WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
         )
         _save_tokenizer(self.tokenizer, tokenizer_folder)
