@@ -1,0 +1,1 @@
+"""One module per `lina` command or command group; `lina_cli.app` registers them."""

@@ -1,0 +1,53 @@
+"""`lina download`: fetch a LINA checkpoint into the Hugging Face cache and print its commit and folder."""
+
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from lina_cli.console import Printer
+from lina_cli.options import CacheDirOpt, FormatOpt, OfflineOpt, RevisionOpt
+from lina_cli.settings import resolve_settings
+
+DOWNLOAD_EXAMPLES = [
+    "lina download lina-t2i-1024",
+    "lina download lina-c2i-256 --revision main",
+    "lina download lina-t2i-512 --include 'transformer/*' --include model_index.json",
+    "HF_HOME=/data/hf lina download techmonsterwang/LINA-c2i-d48w1536-marvae --format json",
+]
+
+
+def download(
+    model: Annotated[str, typer.Argument(help="Released alias (lina-t2i-1024, lina-t2i-512, lina-c2i-256) or hub repo id.")],
+    revision: RevisionOpt = None,
+    include: Annotated[
+        Optional[list[str]], typer.Option("--include", help="Only files matching this glob (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]], typer.Option("--exclude", help="Skip files matching this glob (repeatable).")
+    ] = None,
+    cache_dir: CacheDirOpt = None,
+    offline: OfflineOpt = None,
+    format: FormatOpt = None,
+) -> None:
+    """Download a model into the Hugging Face cache (resumable), then print the commit and local folder."""
+    from models.hub import download_model
+
+    settings = resolve_settings(
+        {"revision": revision, "cache_dir": cache_dir, "offline": offline, "format": format},
+        ["revision", "cache_dir", "offline", "format"],
+    )
+    printer = Printer(settings["format"].value)
+    result = download_model(
+        model,
+        revision=settings["revision"].value,
+        include=include,
+        exclude=exclude,
+        cache_dir=settings["cache_dir"].value,
+        offline=settings["offline"].value or None,
+    )
+    printer.json({"model": result.name, "repo_id": result.repo_id, "revision": result.revision, "path": str(result.path)})
+    printer.line(f"[bold]{escape(result.repo_id)}[/] at commit [cyan]{result.revision}[/]")
+    printer.line(escape(str(result.path)))
+    if settings["cache_dir"].value:
+        printer.note(f"set HF_HUB_CACHE={settings['cache_dir'].value} so that `lina generate` finds this cache")

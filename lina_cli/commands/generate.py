@@ -1,0 +1,236 @@
+"""`lina generate`: images from prompts, a prompts file or class ids, resumable, with metadata in every PNG."""
+
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from lina_cli.console import GenerationReporter, Printer
+from lina_cli.distributed import (
+    broadcast_from_main,
+    context_from_env,
+    gather_to_main,
+    init_process_group,
+    shutdown,
+)
+from lina_cli.errors import DeviceUnavailableError, SettingsError
+from lina_cli.options import (
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    ModelOpt,
+    OfflineOpt,
+    RevisionOpt,
+    SeedOpt,
+    setting_help,
+)
+from lina_cli.requests import Condition, build_jobs, check_class_labels, gather_conditions
+from lina_cli.settings import Resolved, resolve_settings
+from models.constants import RELEASED_MODELS
+from models.errors import InvalidPromptError, UnsupportedSizeError
+
+GENERATE_EXAMPLES = [
+    'lina generate "a red fox in the snow, watercolor"',
+    'lina generate "a cat on a sofa" -s 5 -n 4 --size 512',
+    "lina generate --prompts-file prompts.txt -n 4 -o 'out/{index:05d}-{prompt_slug}.png'",
+    "lina generate --class 207 --class 980 -n 8 --format json",
+    "lina generate --class 0-999 -n 50 --batch-size 25 -o fid --save-latents   # re-run to resume",
+    "torchrun --nproc-per-node 4 -m lina_cli generate --class 0-999 -n 50 -o fid",
+    "lina generate --from-metadata outputs/00000-5-a-cat-on-a-sofa.png -o again.png",
+]
+RANDOM_SEED_RANGE = 2**32  # random seeds stay in the 32-bit range other tools print and accept
+
+
+def _opt(*names: str, setting: str, kind: type = str, **extra: Any):
+    return Annotated[Optional[kind], typer.Option(*names, help=setting_help(setting), show_default=False, **extra)]
+
+
+def generate(
+    prompts: Annotated[
+        Optional[list[str]], typer.Argument(help="Text prompts, one image set each (text-to-image models).", show_default=False)
+    ] = None,
+    prompts_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--prompts-file", exists=True, dir_okay=False, show_default=False,
+            help="Prompts file: .txt = one prompt per line; .jsonl = {\"prompt\", \"negative_prompt\", \"seed\", \"n\"} per line.",
+        ),
+    ] = None,
+    classes: Annotated[
+        Optional[list[str]],
+        typer.Option("--class", show_default=False, help="Class id(s) for the class-conditional model: 207, 0-999 or 1,5,9 (repeatable)."),
+    ] = None,
+    model: ModelOpt = None,
+    revision: RevisionOpt = None,
+    num_images: _opt("-n", "--num-images", setting="num_images", kind=int, min=1) = None,
+    seed: SeedOpt = None,
+    cfg: _opt("--cfg", setting="cfg", kind=float) = None,
+    cfg_min: _opt("--cfg-min", setting="cfg_min", kind=float) = None,
+    ar_steps: _opt("--ar-steps", setting="ar_steps", kind=int, min=1) = None,
+    diffusion_steps: _opt("--diffusion-steps", setting="diffusion_steps", kind=int, min=1) = None,
+    negative_prompt: _opt("--negative-prompt", setting="negative_prompt") = None,
+    size: _opt("--size", setting="size", kind=int, min=1) = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    batch_size: _opt("-b", "--batch-size", setting="batch_size", kind=int, min=1) = None,
+    output: _opt("-o", "--output", setting="output") = None,
+    overwrite: _opt("--overwrite", setting="overwrite", kind=bool) = None,
+    save_latents: _opt("--save-latents", setting="save_latents", kind=bool) = None,
+    offline: OfflineOpt = None,
+    format: FormatOpt = None,
+    from_metadata: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--from-metadata", exists=True, dir_okay=False, show_default=False,
+            help="Make the image recorded in this PNG again; options given here override the recorded ones.",
+        ),
+    ] = None,
+) -> None:
+    """Generate images with LINA.
+
+    Text-to-image models take prompts (arguments or --prompts-file); the class-conditional model takes --class ids.
+    Image i of a run uses seed + i, so batch size, resuming and GPU count never change an image. Existing files
+    are never overwritten: an image already made by the same command is skipped, so re-running resumes a run.
+    Defaults follow the paper: text-to-image 128 AR steps, 25 diffusion steps, cfg 7; class-conditional 64 AR
+    steps, cfg ramping from 1 to 2.4.
+    """
+    import torch
+
+    from lina_cli.generation import RunOptions, generate as run_generation, sampling_settings
+    from lina_cli.metadata import read_metadata
+    from lina_cli.outputs import check_writable, plan_outputs
+    from models import load_pipeline
+
+    given = {
+        "model": model, "revision": revision, "num_images": num_images, "seed": seed, "cfg": cfg, "cfg_min": cfg_min,
+        "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "negative_prompt": negative_prompt, "size": size,
+        "dtype": dtype, "device": device, "batch_size": batch_size, "output": output, "overwrite": overwrite,
+        "save_latents": save_latents, "offline": offline, "format": format,
+    }
+    recorded = read_metadata(from_metadata) if from_metadata else None
+    replayed = _replay(recorded) if recorded else {}
+    settings = resolve_settings({**replayed, **{name: v for name, v in given.items() if v is not None}}, list(given))
+    value = {name: resolved.value for name, resolved in settings.items()}
+    context = context_from_env()
+    printer = Printer(value["format"], enabled=context.is_main)
+
+    if recorded and not (prompts or prompts_file or classes):
+        conditions = [Condition(prompt=recorded.prompt, class_label=recorded.class_label)]
+    else:
+        conditions = gather_conditions(prompts, prompts_file, classes)
+    task = "c2i" if conditions[0].class_label is not None else "t2i"
+    model_name = _pick_model(settings["model"], task, value["size"])
+
+    if value["seed"] is None:
+        value["seed"] = broadcast_from_main(context, secrets.randbelow(RANDOM_SEED_RANGE))
+        printer.note(f"seed {value['seed']} (random; pass -s {value['seed']} to repeat this run)")
+    jobs = build_jobs(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=value["negative_prompt"])
+    paths = plan_outputs(value["output"], jobs)
+    check_writable({path.parent for path in paths.values()})
+
+    target = _pick_device(value["device"], context.local_rank if context.enabled else None, printer)
+    init_process_group(context, target.type)
+    try:
+        with printer.status(f"loading {model_name}"):
+            pipe = load_pipeline(
+                model_name, device=target, dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None
+            )
+        if pipe.task != task:
+            wanted = "prompts" if pipe.task == "t2i" else "--class ids"
+            raise InvalidPromptError(f"{model_name} is a {pipe.task} model: it takes {wanted}")
+        if value["size"] is not None:
+            pipe.check_size(value["size"])
+        if task == "c2i":
+            check_class_labels([c.class_label for c in conditions], pipe.num_classes)
+        sampler = sampling_settings(
+            pipe.default_settings(), ar_steps=value["ar_steps"], diffusion_steps=value["diffusion_steps"],
+            cfg=value["cfg"], cfg_min=value["cfg_min"],
+        )
+        options = RunOptions(batch_size=value["batch_size"], save_latents=value["save_latents"], overwrite=value["overwrite"])
+        began = time.perf_counter()
+        with GenerationReporter(printer, live_results=not context.enabled) as reporter:
+            results = run_generation(
+                pipe, context.shard(jobs), paths, sampler, model=_recorded_name(model_name), options=options, events=reporter
+            )
+        peak = torch.cuda.max_memory_allocated(pipe.device) if pipe.device.type == "cuda" else None
+        everything = gather_to_main(context, results)
+        if everything is not None:
+            if context.enabled:
+                for result in sorted(everything, key=lambda r: r.metadata.index):
+                    reporter.show(result)
+            reporter.summary(everything, time.perf_counter() - began, peak)
+    finally:
+        shutdown(context)
+
+
+def _replay(recorded) -> dict[str, Any]:
+    """Settings that make the image recorded in a PNG again (they rank just below the command line)."""
+    return {
+        "model": recorded.model,
+        "revision": recorded.revision if recorded.repo_id else None,
+        "seed": recorded.seed,
+        "num_images": 1,
+        "cfg": recorded.cfg,
+        "cfg_min": recorded.cfg_min,
+        "ar_steps": recorded.ar_steps,
+        "diffusion_steps": recorded.diffusion_steps,
+        "negative_prompt": recorded.negative_prompt,
+        "dtype": recorded.dtype,
+    }
+
+
+def _pick_model(model: Resolved, task: str, size: int | None) -> str:
+    """The model to load: the one configured, or else the released alias for the task and --size."""
+    from models.hub import released_alias
+
+    if model.is_default:
+        alias = released_alias(task, size)
+        if alias is None:
+            sizes = sorted(card["resolution"] for card in RELEASED_MODELS.values() if card["task"] == task)
+            raise UnsupportedSizeError(
+                f"no released {task} model makes {size}px images; released sizes: {', '.join(map(str, sizes))}"
+            )
+        return alias
+    card = RELEASED_MODELS.get(model.value)
+    if card is not None and size is not None and size != card["resolution"]:
+        other = released_alias(card["task"], size)
+        suggestion = f"; {other} does" if other else ""
+        raise UnsupportedSizeError(
+            f"{model.value} makes {card['resolution']}x{card['resolution']} images only, not --size {size}{suggestion}"
+        )
+    return model.value
+
+
+def _recorded_name(model_name: str) -> str:
+    """What the metadata stores as the model: folders as absolute paths, so --from-metadata works anywhere."""
+    path = Path(model_name).expanduser()
+    return str(path.resolve()) if path.is_dir() else model_name
+
+
+def _pick_device(requested: str | None, local_rank: int | None, printer: Printer):
+    """--device as a torch.device: unset means CUDA when available, else the CPU with a warning.
+
+    Under torchrun (`local_rank` set) a bare `cuda` becomes this process's GPU, `cuda:<local_rank>`.
+    """
+    import torch
+
+    if requested is None:
+        if not torch.cuda.is_available():
+            printer.warn("CUDA is not available; running on the CPU, which is slow for the released models "
+                         "(pass --device cpu to silence this)")
+            return torch.device("cpu")
+        requested = "cuda"
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise SettingsError(f"--device {requested!r} is not a device: use cpu, cuda or cuda:N") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(f"--device {requested} was asked for, but torch sees no CUDA GPU on this machine")
+        if device.index is None and local_rank is not None:
+            device = torch.device("cuda", local_rank)
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"--device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device

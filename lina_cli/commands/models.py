@@ -1,0 +1,64 @@
+"""`lina models`: the released checkpoints, their task and resolution, and what the local cache holds."""
+
+from rich.markup import escape
+from rich.table import Table
+
+from lina_cli.console import Printer
+from lina_cli.options import CacheDirOpt, FormatOpt
+from lina_cli.settings import resolve_settings
+from models.constants import RELEASED_MODELS
+
+MODELS_EXAMPLES = ["lina models", "lina models --format json", "HF_HUB_CACHE=/data/hub lina models"]
+REVISION_SHOWN = 10
+BYTES_PER_GB = 1e9
+
+
+def _transformer_parameters(task: str, resolution: int) -> int:
+    """Exact parameter count of a released transformer, built on the meta device (no memory, no download)."""
+    import torch
+
+    from models.config import released_transformer_config
+    from models.transformer import LinaTransformer
+
+    with torch.device("meta"):
+        transformer = LinaTransformer(released_transformer_config(task, resolution))
+    return sum(parameter.numel() for parameter in transformer.parameters())
+
+
+def models(cache_dir: CacheDirOpt = None, format: FormatOpt = None) -> None:
+    """List the model aliases with task, resolution, transformer size and the revisions in the local cache.
+
+    Text-to-image models also load the Phi-2 text encoder (2.7B parameters) from the same repo.
+    """
+    from models.hub import cached_revisions
+
+    settings = resolve_settings({"cache_dir": cache_dir, "format": format}, ["cache_dir", "format"])
+    printer = Printer(settings["format"].value)
+    table = Table("alias", "task", "resolution", "transformer", "repo", "cached", box=None, pad_edge=False)
+    for alias, card in RELEASED_MODELS.items():
+        revisions = cached_revisions(alias, settings["cache_dir"].value)
+        parameters = _transformer_parameters(card["task"], card["resolution"])
+        printer.json(
+            {
+                "alias": alias,
+                "repo_id": card["repo_id"],
+                "task": card["task"],
+                "resolution": card["resolution"],
+                "parameters": parameters,
+                "cached": [
+                    {"revision": r.revision, "refs": list(r.refs), "size_on_disk": r.size_on_disk, "path": str(r.path)}
+                    for r in revisions
+                ],
+            }
+        )
+        cached = ", ".join(
+            f"{r.revision[:REVISION_SHOWN]}{' (' + ', '.join(r.refs) + ')' if r.refs else ''} "
+            f"{r.size_on_disk / BYTES_PER_GB:.2f} GB"
+            for r in revisions
+        )
+        table.add_row(
+            alias, card["task"], f"{card['resolution']}px", f"{parameters / 1e9:.2f}B params", escape(card["repo_id"]),
+            escape(cached) if cached else "[dim]not cached[/]",
+        )
+    if printer.human:
+        printer.out.print(table)

@@ -1,0 +1,179 @@
+"""Everything the CLI prints: results on stdout, progress, warnings and errors on stderr.
+
+`--format human` prints readable lines (and live progress bars when stderr is a terminal), `json` prints one
+JSON object per line on stdout, `quiet` prints only errors. Colour follows rich's rules: off when
+`NO_COLOR` is set or the stream is not a terminal; live bars are drawn only on a terminal.
+"""
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from lina_cli.errors import ErrorMessage
+
+HUMAN, JSON, QUIET = "human", "json", "quiet"
+GIB = 1024**3
+PIPE_WIDTH = 200  # tables written to a file or pipe are not cut at rich's 80-column fallback
+
+
+def stdout_console() -> Console:
+    # No `file=`: rich then writes to the current sys.stdout, which live progress bars (and test runners) redirect.
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = PIPE_WIDTH
+    return console
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_error(error: ErrorMessage) -> None:
+    """`error: <what went wrong>` then `hint: <what to do>`, on stderr."""
+    console = stderr_console()
+    console.print(f"[bold red]error:[/] {escape(error.message)}")
+    console.print(f"[dim]hint:[/] {escape(error.hint)}")
+
+
+def print_json_line(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+class Printer:
+    """Output of one command in one format; `enabled=False` silences it (torchrun ranks other than 0)."""
+
+    def __init__(self, fmt: str = HUMAN, *, enabled: bool = True):
+        self.fmt = fmt
+        self.enabled = enabled
+        self.out = stdout_console()
+        self.err = stderr_console()
+
+    @property
+    def human(self) -> bool:
+        return self.enabled and self.fmt == HUMAN
+
+    def warn(self, message: str) -> None:
+        if self.enabled and self.fmt != QUIET:
+            self.err.print(f"[yellow]warning:[/] {escape(message)}")
+
+    def line(self, message: str) -> None:
+        """A human-format line on stdout (markup allowed)."""
+        if self.human:
+            self.out.print(message)
+
+    def note(self, message: str) -> None:
+        """A human-format status line on stderr."""
+        if self.human:
+            self.err.print(f"[dim]{escape(message)}[/]")
+
+    def json(self, data: dict[str, Any]) -> None:
+        if self.enabled and self.fmt == JSON:
+            print_json_line(data)
+
+    @contextmanager
+    def status(self, message: str):
+        """A spinner while something slow happens (model loading), on a terminal in human format only."""
+        if self.human and self.err.is_terminal:
+            with self.err.status(escape(message)):
+                yield
+        else:
+            yield
+
+
+class RateColumn(ProgressColumn):
+    """Images per second (or seconds per image when slower than one a second)."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        if not speed:
+            return Text("–", style="progress.data.speed")
+        label = f"{speed:.2f} img/s" if speed >= 1 else f"{1 / speed:.1f} s/img"
+        return Text(label, style="progress.data.speed")
+
+
+class GenerationReporter:
+    """Receives the generation loop's events (see `lina_cli.generation.GenerationEvents`) and prints them."""
+
+    def __init__(self, printer: Printer, *, live_results: bool = True):
+        self.printer = printer
+        self.live_results = live_results  # False under torchrun: rank 0 prints every rank's results at the end
+        self.progress: Progress | None = None
+        self._images = self._steps = None
+
+    def __enter__(self) -> "GenerationReporter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def started(self, to_make: int, finished: int) -> None:
+        if finished and self.printer.human:
+            self.printer.note(f"resuming: {finished} image(s) already finished, {to_make} to make")
+        if to_make and self.printer.enabled and self.printer.fmt != QUIET and self.printer.err.is_terminal:
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.printer.err,
+            )
+            self._images = self.progress.add_task("images", total=to_make)
+            self._steps = self.progress.add_task("AR steps", total=None)
+            self.progress.start()
+
+    def ar_step(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self._steps, completed=done, total=total)
+
+    def image_done(self, result) -> None:
+        if self.progress is not None and result.status != "skipped":
+            self.progress.advance(self._images)
+        if self.live_results:
+            self.show(result)
+
+    def show(self, result) -> None:
+        """Print one image's line: its path (human, skipped ones only counted) or its JSON record."""
+        self.printer.json(result.to_json())
+        if result.status != "skipped":
+            meta = result.metadata
+            subject = meta.prompt if meta.prompt is not None else f"class {meta.class_label}"
+            self.printer.line(f"[green]saved[/] {escape(str(result.path))}  [dim]seed {meta.seed} · {escape(subject)}[/]")
+
+    def summary(self, results: list, seconds: float, peak_memory_bytes: int | None) -> None:
+        """Final human line: counts, time per image, peak GPU memory, where the files are."""
+        if not self.printer.human:
+            return
+        made = [r for r in results if r.status != "skipped"]
+        parts = [f"made {len(made)} image(s) in {seconds:.1f} s"]
+        if made:
+            parts.append(f"{seconds / len(made):.2f} s/image")
+        skipped = len(results) - len(made)
+        if skipped:
+            parts.append(f"{skipped} already finished")
+        if peak_memory_bytes is not None:
+            parts.append(f"peak GPU memory {peak_memory_bytes / GIB:.1f} GiB")
+        folders = sorted({str(r.path.parent) for r in results})
+        where = folders[0] if len(folders) == 1 else f"{len(folders)} folders"
+        self.printer.line(f"[bold]{escape(', '.join(parts))}[/] → {escape(where)}")

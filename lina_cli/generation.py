@@ -1,0 +1,210 @@
+"""The generation loop behind `lina generate`: resume, batch, sample, keep latents, decode, write.
+
+It prints nothing: progress and results go to an `events` object (the CLI's reporter). Each batch is
+sampled, its latents are optionally saved (`--save-latents`), and only then decoded, so an out-of-memory
+error in the VAE never loses the sampling work: re-running the command decodes the saved latents.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from lina_cli import __version__
+from lina_cli.errors import OutputError
+from lina_cli.metadata import METADATA_KEY, ImageMetadata
+from lina_cli.outputs import is_finished, latents_path, save_png
+from lina_cli.requests import ImageJob
+
+LATENTS_TENSOR = "latents"
+STATUS_WRITTEN, STATUS_SKIPPED = "written", "skipped"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image of the run: where it is, whether it was made now or found finished, and its recipe."""
+
+    path: Path
+    status: str
+    metadata: ImageMetadata
+    latents: Path | None = None
+    seconds: float = 0.0  # sampling + decoding time of its batch, shared evenly
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"path": str(self.path), "status": self.status, **self.metadata.to_json()}
+        if self.latents is not None:
+            data["latents"] = str(self.latents)
+        return data
+
+
+class GenerationEvents(Protocol):
+    """What the loop reports; the CLI turns these into progress bars and lines."""
+
+    def started(self, to_make: int, finished: int) -> None: ...
+
+    def ar_step(self, done: int, total: int) -> None: ...
+
+    def image_done(self, result: ImageResult) -> None: ...
+
+
+@dataclass
+class RunOptions:
+    """How to run, beyond what each image's metadata already says."""
+
+    batch_size: int = 1
+    save_latents: bool = False
+    overwrite: bool = False
+
+
+def sampling_settings(task_defaults, *, ar_steps=None, diffusion_steps=None, cfg=None, cfg_min=None):
+    """Fill unset sampler options from the model's defaults (`models.config.SAMPLING_DEFAULTS`).
+
+    `cfg_min` follows the issue's rule: unset, it equals `--cfg` (constant guidance) when `--cfg` is given,
+    else the model's default ramp (c2i ramps from 1 to 2.4).
+    """
+    from models.sampler import SamplingSettings
+
+    return SamplingSettings(
+        ar_steps=ar_steps or task_defaults.ar_steps,
+        diffusion_steps=diffusion_steps or task_defaults.diffusion_steps,
+        cfg=task_defaults.cfg if cfg is None else cfg,
+        cfg_min=cfg_min if cfg_min is not None else (task_defaults.cfg_min if cfg is None else None),
+    )
+
+
+def dtype_name(dtype) -> str:
+    """torch.bfloat16 → "bf16" (the `--dtype` spelling)."""
+    from models.pipeline import DTYPES
+
+    return next((name for name, value in DTYPES.items() if value == dtype), str(dtype).replace("torch.", ""))
+
+
+def image_metadata(pipe, job: ImageJob, settings, model: str) -> ImageMetadata:
+    """The full record of one image of `pipe`; `model` is the name or absolute folder the user chose."""
+    import torch
+
+    source = pipe.source
+    return ImageMetadata(
+        model=model,
+        repo_id=source.repo_id if source else None,
+        revision=source.revision if source else None,
+        task=pipe.task,
+        index=job.index,
+        seed=job.seed,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt or None,
+        class_label=job.class_label,
+        size=tuple(pipe.image_size),
+        ar_steps=settings.ar_steps,
+        diffusion_steps=settings.diffusion_steps,
+        cfg=settings.cfg,
+        cfg_min=settings.cfg_min,
+        dtype=dtype_name(pipe.dtype),
+        device=str(pipe.device),
+        lina_version=__version__,
+        torch_version=torch.__version__,
+    )
+
+
+def save_latents(latents, path: Path, metadata: ImageMetadata) -> None:
+    """Write one image's latents [C, h, w] (model space, compute dtype) with its recipe, atomically."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from models.loading import write_atomic
+
+    tensors = {LATENTS_TENSOR: latents.detach().contiguous().cpu()}
+    text = json.dumps(metadata.to_json(), sort_keys=True)
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={METADATA_KEY: text}))
+
+
+def load_saved_latents(path: Path, metadata: ImageMetadata, *, overwrite: bool):
+    """Latents [C, h, w] saved by an earlier run of the same image, or None if there are none to reuse."""
+    import json
+
+    from safetensors import safe_open
+
+    if overwrite or not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as handle:
+        text = (handle.metadata() or {}).get(METADATA_KEY)
+        saved = ImageMetadata.from_json(json.loads(text), str(path)) if text else None
+        if saved is None or saved.recipe() != metadata.recipe():
+            raise OutputError(f"{path} exists with other settings; it is never overwritten")
+        return handle.get_tensor(LATENTS_TENSOR)
+
+
+def generate(
+    pipe,
+    jobs: list[ImageJob],
+    paths: dict[int, Path],
+    settings,
+    *,
+    model: str,
+    options: RunOptions,
+    events: GenerationEvents,
+) -> list[ImageResult]:
+    """Make every job's image that is not already finished, and return one result per job.
+
+    Args:
+        pipe: a loaded `models.LinaPipeline`.
+        jobs: this process's images (already sharded under torchrun).
+        paths: job index → target PNG.
+        settings: the resolved `SamplingSettings`.
+        model: recorded as the metadata's `model`.
+        options: batch size, latents and overwrite switches.
+        events: receives progress and results.
+    """
+    import torch
+
+    records = {job.index: image_metadata(pipe, job, settings, model) for job in jobs}
+    results: list[ImageResult] = []
+    pending: list[ImageJob] = []
+    for job in jobs:
+        if is_finished(paths[job.index], records[job.index], overwrite=options.overwrite):
+            results.append(ImageResult(paths[job.index], STATUS_SKIPPED, records[job.index]))
+        else:
+            pending.append(job)
+    events.started(len(pending), len(results))
+    for result in results:
+        events.image_done(result)
+
+    for start in range(0, len(pending), options.batch_size):
+        batch = pending[start : start + options.batch_size]
+        began = time.perf_counter()
+        latents = _batch_latents(pipe, batch, paths, records, settings, options, events)
+        images = pipe.decode(latents)
+        seconds = (time.perf_counter() - began) / len(batch)
+        for job, image in zip(batch, images):
+            path = paths[job.index]
+            save_png(image, path, records[job.index])
+            kept = latents_path(path) if options.save_latents else None
+            result = ImageResult(path, STATUS_WRITTEN, records[job.index], kept, seconds)
+            results.append(result)
+            events.image_done(result)
+        del latents, images
+        if pipe.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return results
+
+
+def _batch_latents(pipe, batch, paths, records, settings, options: RunOptions, events):
+    """Latents [B, C, h, w] of a batch: reused from earlier `--save-latents` files where present, else sampled."""
+    import torch
+
+    reused = {}
+    if options.save_latents:
+        for job in batch:
+            saved = load_saved_latents(latents_path(paths[job.index]), records[job.index], overwrite=options.overwrite)
+            if saved is not None:
+                reused[job.index] = saved.to(device=pipe.device, dtype=pipe.dtype)
+    to_sample = [job for job in batch if job.index not in reused]
+    sampled = {}
+    if to_sample:
+        latents = pipe.sample_latents([job.to_request() for job in to_sample], settings, progress=events.ar_step)
+        for job, tensor in zip(to_sample, latents):
+            sampled[job.index] = tensor
+            if options.save_latents:
+                save_latents(tensor, latents_path(paths[job.index]), records[job.index])
+    return torch.stack([reused.get(job.index, sampled.get(job.index)) for job in batch])
