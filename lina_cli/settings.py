@@ -75,9 +75,10 @@ class Setting:
             return text.lower() in _TRUE
         if self.kind in (int, float):
             try:
-                return self.check(self.kind(text), origin)
+                number = self.kind(text)
             except ValueError:
                 raise SettingsError(f"{origin}={text!r}: expected {self.kind.__name__}") from None
+            return self.check(number, origin)
         return self.check(text, origin)
 
 
