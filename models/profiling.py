@@ -1,0 +1,602 @@
+"""Measured cost of linear vs softmax attention: FlopCounterMode counts, latency and peak memory.
+
+`profile_attention(cases, timing)` returns one JSON-ready record per configuration, with the closed forms
+of `models.flops` next to what `torch.utils.flop_counter.FlopCounterMode` counts on the real modules of
+this package (attention core, attention module, transformer block, one AR step of the model), and,
+when `timing` is given, the latency and peak memory of each attention module. `write_json`,
+`write_csv` and `save_plot` turn the records into files. `lina profile attention` is a thin wrapper.
+
+Counting runs on the meta device by default: only shapes flow through the modules, so any size is
+counted instantly and without memory, and PyTorch's SDPA takes its math path there (plain bmm ops).
+Counter pitfalls handled (ANCHORS §5(c)): the CPU SDPA kernel has no formula before PyTorch PR #195801
+(issue #195460) and would count 0, so `EXTRA_FLOP_FORMULAS` supplies one; fused kernels added later
+must register theirs there too, or they count as zero.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from models.attention import LinearAttention, SoftmaxAttention, linear_attention
+from models.config import TransformerConfig
+from models.errors import InvalidConfigError
+from models.flops import (
+    FLOP_CONVENTION,
+    MAC_CONVENTION,
+    NOT_COUNTED,
+    ARStep,
+    Attention,
+    AttentionShape,
+    MacCount,
+    ar_step_macs,
+    block_macs,
+    config_for_resolution,
+    core_macs,
+    crossover_seq_len,
+    decoder_shape,
+    image_grid_of_layout,
+    module_macs,
+)
+from models.loading import write_atomic
+from models.pipeline import DTYPES, resolve_device, resolve_dtype
+from models.sampler import gather_tokens
+from models.transformer import Block, LinaTransformer
+
+Scope = Literal["core", "module", "block", "ar_step"]
+SCOPES: tuple[Scope, ...] = ("core", "module", "block", "ar_step")
+ATTENTIONS: tuple[Attention, ...] = ("linear", "softmax")
+MIB = 2**20  # memory is reported in MB = 2^20 bytes, as torch.cuda.memory_summary does
+# Timing defaults per device type: CUDA kernels are short and noisy, so many repeats; CPU runs are
+# long, so few, which keeps `lina profile attention` quick on a laptop.
+TIMING_DEFAULTS = {"cuda": {"warmup": 10, "repeats": 50}, "cpu": {"warmup": 1, "repeats": 3}}
+_PERCENTILES = 10  # spread = the 10th and 90th percentile of the timed calls
+
+
+def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# Kernels FlopCounterMode would otherwise count as zero (see the module docstring).
+EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
+}
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs (2 × MACs) that FlopCounterMode counts while `fn()` runs, with `EXTRA_FLOP_FORMULAS`."""
+    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+# ----------------------------------------------------------------------------------------------------
+# What to profile
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileCase:
+    """One configuration: the attention call to profile and, when the model geometry is known, the model."""
+
+    shape: AttentionShape
+    task: str | None = None
+    resolution: int | None = None
+    config: TransformerConfig | None = None  # with ar_step, enables the AR-step scope
+    ar_step: ARStep | None = None
+
+    @property
+    def has_model(self) -> bool:
+        return self.config is not None and self.ar_step is not None
+
+
+def cases_from_resolutions(
+    resolutions: list[int],
+    task: Literal["t2i", "c2i"] = "t2i",
+    dim: int | None = None,
+    heads: int | None = None,
+    batch: int = 1,
+    ar_step_index: int | None = None,
+) -> list[ProfileCase]:
+    """Decoder-block attention at each resolution of the task's geometry (t2i 1024 px → N = 5120).
+
+    `dim`/`heads` override the model's width and heads for the layer scopes; the AR step is then left
+    out, because the released architecture has no such variant.
+    """
+    cases = []
+    for resolution in resolutions:
+        config = config_for_resolution(task, resolution)
+        native = decoder_shape(config, batch)
+        shape = AttentionShape(native.seq_len, dim or native.dim, heads or native.heads, batch, native.image_grid)
+        is_native = (shape.dim, shape.heads) == (native.dim, native.heads)
+        step = ARStep.of_schedule(config, ar_step_index) if is_native else None
+        cases.append(ProfileCase(shape, task, resolution, config if is_native else None, step))
+    return cases
+
+
+def cases_from_seq_lens(
+    seq_lens: list[int], dim: int | None = None, heads: int | None = None, batch: int = 1
+) -> list[ProfileCase]:
+    """Attention at raw sequence lengths; width and heads default to the released t2i 1024 model's.
+
+    N that fits LINA's decoder layout (s² image + (s/2)² context tokens, e.g. 320, 1280, 5120) gets the
+    decoder module (KV gate + depthwise conv); any other N the encoder-block module (neither).
+    """
+    native = decoder_shape(config_for_resolution("t2i", 1024))
+    return [
+        ProfileCase(AttentionShape(n, dim or native.dim, heads or native.heads, batch, image_grid_of_layout(n)))
+        for n in seq_lens
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The real modules, and FlopCounterMode on them
+# ----------------------------------------------------------------------------------------------------
+
+
+def build_attention(shape: AttentionShape, attention: Attention) -> nn.Module:
+    """The package's attention module for `shape` (decoder mode when it has an image grid), on the current device."""
+    if attention == "softmax":
+        return SoftmaxAttention(shape.dim, shape.heads)
+    if shape.image_grid is None:
+        return LinearAttention(shape.dim, shape.heads)
+    return LinearAttention(shape.dim, shape.heads, gate_len=shape.seq_len, token_grid=shape.image_grid)
+
+
+def _build_block(shape: AttentionShape, attention: Attention) -> nn.Module:
+    if attention == "linear" and shape.image_grid is not None:
+        return Block(shape.dim, shape.heads, attention, gate_len=shape.seq_len, token_grid=shape.image_grid)
+    return Block(shape.dim, shape.heads, attention)
+
+
+def _core_call(shape: AttentionShape, attention: Attention, device: torch.device) -> Callable[[], object]:
+    """The attention core alone, on float32 [B, H, N, d] inputs (what both modules hand to it)."""
+    q, k, v = (torch.rand(shape.batch, shape.heads, shape.seq_len, shape.head_dim, device=device) for _ in range(3))
+    if attention == "softmax":
+        return lambda: F.scaled_dot_product_attention(q, k, v)
+    gates = (None, None)
+    if shape.image_grid is not None:
+        gates = tuple(torch.ones(1, shape.heads, shape.seq_len, 1, device=device) for _ in range(2))
+    return lambda: linear_attention(q, k, v, *gates)
+
+
+def _ar_step_flops(model: LinaTransformer, step: ARStep, batch: int, device: torch.device) -> int:
+    """Count the calls of one AR step of `models.sampler.sample_latents`: embed the canvas, run the image
+    encoder on [cond ; uncond] rows, then the head `diffusion_steps` times on the predicted tokens.
+
+    The head calls all have the same shapes, so one is counted and multiplied (FlopCounterMode's
+    per-op Python overhead would otherwise dominate the run time).
+    """
+    config = model.config
+    rows, tokens, width = batch * step.rows_per_image, config.num_image_tokens, config.width
+    canvas = torch.zeros(batch, tokens, config.token_dim, device=device)
+    mask = torch.ones(batch, tokens, 1, device=device)
+    context = torch.zeros(rows, config.num_context_tokens, width, device=device)  # encoded once per image
+    order = torch.arange(tokens, device=device).expand(rows, tokens)
+    known_ids, pred_ids = order[:, : step.known], order[:, step.known : step.known + step.predicted]
+    positions = model.image_positions(device, torch.float32)
+
+    def transformer() -> torch.Tensor:
+        embedded = model.embed_canvas(canvas, mask, positions).repeat(step.rows_per_image, 1, 1)  # [rows, L, D]
+        return gather_tokens(model.image_encoder(embedded, context, known_ids), pred_ids)  # [rows, m, D]
+
+    z = transformer()
+    noisy = torch.zeros(rows, step.predicted, config.token_dim, device=device)
+    timesteps = torch.zeros(rows, device=device)
+    head_call = count_flops(lambda: model.image_decoder(noisy, timesteps, z))
+    return count_flops(transformer) + step.diffusion_steps * head_call
+
+
+@torch.inference_mode()
+def measured_flops(case: ProfileCase, attention: Attention, scope: Scope, device: str | torch.device = "meta") -> int:
+    """FlopCounterMode's count (FLOPs) of one scope, run on `device` (float32 inputs).
+
+    Off the meta device the modules keep PyTorch's default initialisation; values do not change counts.
+    """
+    device = torch.device(device)
+    shape = case.shape
+    with torch.device(device):
+        if scope == "core":
+            return count_flops(_core_call(shape, attention, device))
+        if scope == "ar_step":
+            model = LinaTransformer(_model_config(case).replace(attention=attention))
+            return _ar_step_flops(model, case.ar_step, shape.batch, device)
+        module = build_attention(shape, attention) if scope == "module" else _build_block(shape, attention)
+        x = torch.zeros(shape.batch, shape.seq_len, shape.dim)
+        return count_flops(lambda: module(x))
+
+
+def _model_config(case: ProfileCase) -> TransformerConfig:
+    if not case.has_model:
+        raise InvalidConfigError(
+            "the AR-step scope needs the model geometry: profile by --resolution with the model's own dim and heads"
+        )
+    return case.config
+
+
+def closed_form(case: ProfileCase, attention: Attention, scope: Scope) -> MacCount:
+    """The `models.flops` closed form of one scope."""
+    if scope == "core":
+        return core_macs(case.shape, attention)
+    if scope == "module":
+        return module_macs(case.shape, attention)
+    if scope == "block":
+        return block_macs(case.shape, attention)
+    return ar_step_macs(_model_config(case), case.ar_step, attention, case.shape.batch)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Latency and memory
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """Where and how to time: `warmup` untimed calls, then `repeats` timed ones."""
+
+    device: torch.device
+    dtype: torch.dtype
+    warmup: int
+    repeats: int
+
+    @classmethod
+    def resolve(
+        cls, device: str | None = None, dtype: str | None = None, warmup: int | None = None, repeats: int | None = None
+    ) -> "TimingSettings":
+        """Fill defaults: CUDA when available, bf16 on CUDA / fp32 on CPU, and `TIMING_DEFAULTS`."""
+        resolved = resolve_device(device)
+        defaults = TIMING_DEFAULTS["cuda" if resolved.type == "cuda" else "cpu"]
+        warmup = defaults["warmup"] if warmup is None else warmup
+        repeats = defaults["repeats"] if repeats is None else repeats
+        if warmup < 0 or repeats < 1:
+            raise InvalidConfigError(f"warmup={warmup}, repeats={repeats}: need warmup ≥ 0 and repeats ≥ 1")
+        return cls(resolved, resolve_dtype(dtype, resolved), warmup, repeats)
+
+
+@dataclass(frozen=True)
+class TimedVariant:
+    """One attention implementation to time; adding a fused linear kernel is one more entry in TIMED_VARIANTS."""
+
+    key: str  # the record key ("linear" and "softmax" also hold the FLOP counts)
+    label: str
+    attention: Attention
+    build: Callable[[AttentionShape, Attention], nn.Module]
+    fp32: bool  # weights and inputs in float32 whatever the requested dtype
+
+
+TIMED_VARIANTS = (
+    TimedVariant("softmax", "softmax (PyTorch SDPA)", "softmax", build_attention, fp32=False),
+    TimedVariant("linear_fp32", "linear, reference style (all fp32 matmuls)", "linear", build_attention, fp32=True),
+    # Our fastest linear path: today the plain module (projections in the requested dtype, fp32 core).
+    TimedVariant("linear", "linear, fastest path (plain PyTorch, fp32 core)", "linear", build_attention, fp32=False),
+)
+
+
+def _ready_module(
+    variant: TimedVariant, shape: AttentionShape, device: torch.device, dtype: torch.dtype, generator: torch.Generator
+) -> nn.Module:
+    """Build on the meta device, materialise on `device` and fill with seeded noise (values do not
+    matter for timing; this keeps the global RNG untouched)."""
+    with torch.device("meta"):
+        module = variant.build(shape, variant.attention)
+    module = module.to_empty(device=device).to(dtype)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.normal_(0, shape.dim**-0.5, generator=generator)
+    return module.eval()
+
+
+def _percentile_ms(times: list[float]) -> tuple[float, float]:
+    if len(times) < 2:
+        return times[0], times[0]
+    cuts = statistics.quantiles(times, n=_PERCENTILES, method="inclusive")
+    return cuts[0], cuts[-1]
+
+
+@torch.inference_mode()
+def time_variant(variant: TimedVariant, shape: AttentionShape, timing: TimingSettings) -> dict[str, Any]:
+    """Median and p10/p90 latency of one forward call, and on CUDA its peak memory.
+
+    CUDA calls are timed with CUDA events and one synchronisation at the end; CPU calls with
+    `time.perf_counter`. Peak memory: `max_memory_allocated` over one call after
+    `reset_peak_memory_stats` (weights and input included), and `forward_mem_mb` above what was
+    allocated before the call. Running out of memory is recorded, not raised, so a sweep goes on.
+    """
+    device = timing.device
+    dtype = torch.float32 if variant.fp32 else timing.dtype
+    generator = torch.Generator(device).manual_seed(0)
+    record: dict[str, Any] = {"dtype": _dtype_name(dtype), "implementation": variant.label}
+    try:
+        module = _ready_module(variant, shape, device, dtype, generator)
+        x = torch.randn(shape.batch, shape.seq_len, shape.dim, device=device, dtype=dtype, generator=generator)
+        for _ in range(timing.warmup):
+            module(x)
+        if device.type == "cuda":
+            with torch.cuda.device(device):  # events and syncs must be on the module's device
+                record |= _cuda_peak_memory(lambda: module(x), device)
+                times = _cuda_times(lambda: module(x), timing.repeats)
+        else:
+            times = _cpu_times(lambda: module(x), timing.repeats)
+    except torch.cuda.OutOfMemoryError:
+        return record | {"error": "out of memory"}
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    p10, p90 = _percentile_ms(times)
+    latency = {"latency_ms": statistics.median(times), "latency_p10_ms": p10, "latency_p90_ms": p90}
+    return record | latency | {"repeats": len(times)}
+
+
+def _cuda_times(fn: Callable[[], object], repeats: int) -> list[float]:
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in events:
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize()
+    return [start.elapsed_time(end) for start, end in events]
+
+
+def _cpu_times(fn: Callable[[], object], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _cuda_peak_memory(fn: Callable[[], object], device: torch.device) -> dict[str, float]:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return {"peak_mem_mb": peak / MIB, "forward_mem_mb": (peak - before) / MIB}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and hardware the timings were measured on."""
+    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        info |= {
+            "gpu": torch.cuda.get_device_name(index),
+            "driver": _nvidia_driver(index),
+            "cuda": torch.version.cuda,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,  # True would make the "fp32" rows TF32
+        }
+    else:
+        info |= {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    return info
+
+
+def _nvidia_driver(index: int) -> str | None:
+    """The NVIDIA driver version from nvidia-smi (torch does not expose it); None when unavailable."""
+    query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", f"--id={index}"]
+    try:
+        result = subprocess.run(query, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return next((name for name, value in DTYPES.items() if value == dtype), str(dtype).removeprefix("torch."))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------------------------------
+
+
+def _scope_record(case: ProfileCase, attention: Attention, scope: Scope, count_device: str) -> dict[str, Any]:
+    count = closed_form(case, attention, scope)
+    measured = measured_flops(case, attention, scope, count_device)
+    return {
+        "macs": count.macs,
+        "flops": count.flops,
+        "measured_flops": measured,
+        "counter_agrees": measured == count.flops,
+        "breakdown_macs": count.terms,
+        "uncounted": count.uncounted,
+    }
+
+
+def profile_case(
+    case: ProfileCase,
+    timing: TimingSettings | None = None,
+    count_device: str = "meta",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The record of one configuration (the `--json` schema of `lina profile attention`).
+
+    `linear` and `softmax` hold the module scope at top level (`macs`, `flops` = 2 × MACs,
+    `measured_flops` from FlopCounterMode) and the other scopes under `core`, `block`, `ar_step`;
+    with `timing`, also `latency_ms` (median), `latency_p10_ms`, `latency_p90_ms` and on CUDA
+    `peak_mem_mb`. `linear_fp32` holds the reference-style timing when the dtype is not fp32.
+    """
+    shape = case.shape
+    scopes = SCOPES if case.has_model else SCOPES[:-1]
+    record: dict[str, Any] = {
+        "task": case.task,
+        "resolution": case.resolution,
+        "seq_len": shape.seq_len,
+        "dim": shape.dim,
+        "heads": shape.heads,
+        "head_dim": shape.head_dim,
+        "batch": shape.batch,
+        "image_tokens": shape.image_tokens,
+        "layout": "decoder" if shape.image_grid is not None else "encoder",
+        "conventions": {"macs": MAC_CONVENTION, "flops": FLOP_CONVENTION, "not_counted": NOT_COUNTED},
+        "flop_counter_device": count_device,
+    }
+    for attention in ATTENTIONS:
+        if progress is not None:
+            progress(f"counting {attention} attention at N={shape.seq_len}")
+        by_scope = {scope: _scope_record(case, attention, scope, count_device) for scope in scopes}
+        record[attention] = by_scope.pop("module") | by_scope
+    record["ratio_macs"] = {
+        scope: scope_macs(record, "linear", scope) / scope_macs(record, "softmax", scope) for scope in scopes
+    }
+    image_fraction = Fraction(shape.image_tokens or 0, shape.seq_len)
+    record["crossover_seq_len"] = {
+        "core": crossover_seq_len(shape.dim, shape.heads, scope="core"),
+        "module": crossover_seq_len(shape.dim, shape.heads, image_fraction, scope="module"),
+    }
+    if case.has_model:
+        record["ar_step"] = dataclasses.asdict(case.ar_step)  # which step the `ar_step` scopes count
+    if timing is not None:
+        record["timing"] = {
+            "device": str(timing.device), "dtype": _dtype_name(timing.dtype),
+            "warmup": timing.warmup, "repeats": timing.repeats,
+        }
+        record["environment"] = environment(timing.device)
+        for variant in TIMED_VARIANTS:
+            if variant.fp32 and timing.dtype == torch.float32:
+                continue  # identical to the plain linear row
+            if progress is not None:
+                progress(f"timing {variant.label} at N={shape.seq_len}")
+            record.setdefault(variant.key, {}).update(time_variant(variant, shape, timing))
+    return record
+
+
+def scope_macs(record: dict[str, Any], attention: Attention, scope: Scope) -> int | None:
+    """MACs of one scope in a record (the module scope sits at the top of `record[attention]`)."""
+    counts = record[attention]
+    if scope == "module":
+        return counts["macs"]
+    return counts[scope]["macs"] if scope in counts else None
+
+
+def profile_attention(
+    cases: list[ProfileCase],
+    timing: TimingSettings | None = None,
+    count_device: str = "meta",
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """`profile_case` for each case, in order."""
+    return [profile_case(case, timing, count_device, progress) for case in cases]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "task", "resolution", "seq_len", "dim", "heads", "batch", "attention", "dtype",
+    "core_macs", "module_macs", "module_flops", "module_measured_flops", "block_macs", "ar_step_macs",
+    "latency_ms", "latency_p10_ms", "latency_p90_ms", "peak_mem_mb",
+)
+
+
+def csv_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration and timed variant; MAC columns are MACs (fvcore), `*_flops` are 2 × MACs."""
+    rows = []
+    for record in records:
+        for key in ("linear", "softmax", "linear_fp32"):
+            if key not in record:
+                continue
+            counts = record["softmax" if key == "softmax" else "linear"]
+            timed = record[key]
+            rows.append({
+                **{name: record[name] for name in ("task", "resolution", "seq_len", "dim", "heads", "batch")},
+                "attention": key,
+                "dtype": timed.get("dtype"),
+                "core_macs": counts["core"]["macs"],
+                "module_macs": counts["macs"],
+                "module_flops": counts["flops"],
+                "module_measured_flops": counts["measured_flops"],
+                "block_macs": counts["block"]["macs"],
+                "ar_step_macs": counts.get("ar_step", {}).get("macs"),
+                **{name: timed.get(name) for name in ("latency_ms", "latency_p10_ms", "latency_p90_ms", "peak_mem_mb")},
+            })
+    return rows
+
+
+def records_to_csv(records: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(records))
+    return buffer.getvalue()
+
+
+def records_to_json(records: list[dict[str, Any]]) -> str:
+    return json.dumps(records, indent=2) + "\n"
+
+
+def write_json(records: list[dict[str, Any]], path: str | Path) -> None:
+    """Write the records as a JSON list (atomically)."""
+    write_atomic(Path(path), lambda tmp: tmp.write_text(records_to_json(records), encoding="utf-8"))
+
+
+def write_csv(records: list[dict[str, Any]], path: str | Path) -> None:
+    """Write `csv_rows(records)` (atomically)."""
+    write_atomic(Path(path), lambda tmp: tmp.write_text(records_to_csv(records), encoding="utf-8"))
+
+
+_PLOT_COLORS = {"softmax": "tab:blue", "linear": "tab:orange", "linear_fp32": "tab:red"}
+
+
+def save_plot(records: list[dict[str, Any]], path: str | Path) -> None:
+    """A PNG for a slide: module and core GMACs (and, when measured, latency) against size, linear vs softmax.
+
+    The x axis is the resolution when every record has one (ticks also give N), else the sequence length N.
+    """
+    from matplotlib.figure import Figure  # optional heavy dependency, only needed here
+
+    by_resolution = all(record["resolution"] is not None for record in records)
+    xs = [record["resolution"] if by_resolution else record["seq_len"] for record in records]
+    ticks = [f"{r['resolution']}\nN={r['seq_len']}" if by_resolution else str(r["seq_len"]) for r in records]
+    timed = _timed_keys(records)
+    fig = Figure(figsize=(11 if timed else 6, 4.4), layout="constrained")
+    axes = fig.subplots(1, 2 if timed else 1, squeeze=False)[0]
+    for key in ATTENTIONS:
+        color = _PLOT_COLORS[key]
+        for scope, style in (("module", "o-"), ("core", "o:")):
+            giga = [scope_macs(record, key, scope) / 1e9 for record in records]
+            axes[0].plot(xs, giga, style, color=color, label=f"{key} {scope}")
+    axes[0].set_ylabel("GMACs (fvcore multiply-adds; FLOPs = 2×)")
+    axes[0].set_title(f"Attention cost, D={records[0]['dim']}, H={records[0]['heads']}, B={records[0]['batch']}")
+    for key, label in timed:
+        points = [(x, r[key]["latency_ms"]) for x, r in zip(xs, records) if "latency_ms" in r.get(key, {})]
+        axes[1].plot(*zip(*points), "s-", color=_PLOT_COLORS.get(key), label=label)
+    if timed:
+        timing = records[0]["timing"]
+        where = records[0]["environment"].get("gpu", timing["device"])
+        axes[1].set_ylabel("latency per module call (ms, median)")
+        axes[1].set_title(f"Latency on {where}, {timing['dtype']}")
+    for axis in axes:
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xticks(xs, ticks)
+        axis.minorticks_off()
+        axis.set_xlabel("resolution (px)" if by_resolution else "sequence length N")
+        axis.grid(True, which="major", alpha=0.3)
+        axis.legend(fontsize=8)
+    write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+
+
+def _timed_keys(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(record key, label) of every variant with a measured latency."""
+    keys = []
+    for variant in TIMED_VARIANTS:
+        if any("latency_ms" in record.get(variant.key, {}) for record in records):
+            keys.append((variant.key, variant.label))
+    return keys
