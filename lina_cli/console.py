@@ -97,13 +97,14 @@ class Printer:
 
 
 class RateColumn(ProgressColumn):
-    """Images per second (or seconds per image when slower than one a second)."""
+    """Items per second, or seconds per item when slower than one a second; the unit is the task's `unit` field."""
 
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
         if not speed:
             return Text("–", style="progress.data.speed")
-        label = f"{speed:.2f} img/s" if speed >= 1 else f"{1 / speed:.1f} s/img"
+        unit = task.fields.get("unit", "it")
+        label = f"{speed:.2f} {unit}/s" if speed >= 1 else f"{1 / speed:.1f} s/{unit}"
         return Text(label, style="progress.data.speed")
 
 
@@ -139,8 +140,8 @@ class GenerationReporter:
                 TimeRemainingColumn(),
                 console=self.printer.err,
             )
-            self._images = self.progress.add_task("images", total=to_make)
-            self._steps = self.progress.add_task("AR steps", total=None)
+            self._images = self.progress.add_task("images", total=to_make, unit="img")
+            self._steps = self.progress.add_task("AR steps", total=None, unit="step")
             self.progress.start()
 
     def ar_step(self, done: int, total: int) -> None:

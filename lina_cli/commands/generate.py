@@ -123,16 +123,16 @@ def generate(
     task = "c2i" if conditions[0].class_label is not None else "t2i"
     model_name = _pick_model(settings["model"], task, value["size"])
 
-    if value["seed"] is None:
-        value["seed"] = broadcast_from_main(context, secrets.randbelow(RANDOM_SEED_RANGE))
-        printer.note(f"seed {value['seed']} (random; pass -s {value['seed']} to repeat this run)")
-    jobs = build_jobs(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=value["negative_prompt"])
-    paths = plan_outputs(value["output"], jobs)
-    check_writable({path.parent for path in paths.values()})
-
     target = _pick_device(value["device"], context.local_rank if context.enabled else None, printer)
-    init_process_group(context, target.type)
+    init_process_group(context, target.type)  # before anything is shared between ranks (the random seed)
     try:
+        if value["seed"] is None:
+            value["seed"] = broadcast_from_main(context, secrets.randbelow(RANDOM_SEED_RANGE))
+            printer.note(f"seed {value['seed']} (random; pass -s {value['seed']} to repeat this run)")
+        jobs = build_jobs(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=value["negative_prompt"])
+        paths = plan_outputs(value["output"], jobs)
+        check_writable({path.parent for path in paths.values()})
+
         with printer.status(f"loading {model_name}"):
             pipe = load_pipeline(
                 model_name, device=target, dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None

@@ -1,0 +1,37 @@
+"""A real two-process `torchrun` (Gloo on the CPU) makes exactly the images one process makes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from lina_cli.metadata import read_metadata
+from tests.cli.conftest import FAST, REPO_ROOT, run_lina_process
+
+
+def test_two_ranks_make_the_same_images_as_one_process(tiny_c2i_folder, tmp_path):
+    # No -s: rank 0 draws the random seed and must share it, or the ranks' halves would not fit together.
+    run = ["generate", "-m", str(tiny_c2i_folder), "--class", "1-3", "-n", "2", "-b", "2", *FAST, "--format", "json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lina_cli"]
+    multi = subprocess.run(
+        [*torchrun, *run, "-o", str(tmp_path / "multi")], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert multi.returncode == 0, multi.stderr
+    records = [json.loads(line) for line in multi.stdout.splitlines() if line.startswith("{")]
+    assert [record["index"] for record in records] == list(range(6))  # rank 0 reports every image, once
+    assert {record["device"] for record in records} == {"cpu"}
+
+    written = sorted((tmp_path / "multi").iterdir())
+    base_seed = read_metadata(written[0]).seed
+    assert [read_metadata(path).seed for path in written] == [base_seed + i for i in range(6)]
+
+    single = run_lina_process(*run, "-s", str(base_seed), "-o", tmp_path / "single")
+    assert single.returncode == 0, single.stderr
+    assert [path.name for path in written] == sorted(path.name for path in (tmp_path / "single").iterdir())
+    for path in written:
+        with Image.open(path) as a, Image.open(tmp_path / "single" / path.name) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b)), path.name
