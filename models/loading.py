@@ -211,7 +211,8 @@ def load_weights(
             mismatched.append(f"{name}: checkpoint {list(tensor.shape)} vs model {list(wanted[name])}")
             continue
         target_dtype = dtype if tensor.is_floating_point() else tensor.dtype
-        loaded[name] = tensor.to(device=device, dtype=target_dtype)
+        # copy=True: never keep a view into a memory-mapped file (unaligned, and alive as long as the model)
+        loaded[name] = tensor.to(device=device, dtype=target_dtype, copy=True)
     missing = sorted(set(wanted) - set(loaded) - {m.split(":")[0] for m in mismatched})
     if missing or unexpected or mismatched:
         raise CheckpointMismatchError(

@@ -66,9 +66,11 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, F, h, w] → update [B, F, h, w]."""
         batch, dim, height, width = x.shape
-        tokens = self.group_norm(x).flatten(2).transpose(1, 2)  # [B, N, F]
-        q, k, v = self.to_q(tokens), self.to_k(tokens), self.to_v(tokens)
-        out = F.scaled_dot_product_attention(q, k, v)  # softmax(q kᵀ / √F) v, [B, N, F]
+        # A contiguous token matrix and an explicit head axis [B, 1, N, F] make the projections and SDPA
+        # take the same kernels as the reference VAEs, which keeps low-precision decodes pixel-identical.
+        tokens = self.group_norm(x).flatten(2).transpose(1, 2).contiguous()  # [B, N, F]
+        q, k, v = (proj(tokens).unsqueeze(1) for proj in (self.to_q, self.to_k, self.to_v))
+        out = F.scaled_dot_product_attention(q, k, v).squeeze(1)  # softmax(q kᵀ / √F) v, [B, N, F]
         return self.to_out[0](out).transpose(1, 2).reshape(batch, dim, height, width)
 
 
