@@ -1,12 +1,11 @@
 """Builds the `lina` app: one factory call, then one line per command. No logic lives here."""
 
-from pathlib import Path
-
 from lina_cli.commands.config import CONFIG_EXAMPLES, config
 from lina_cli.commands.download import DOWNLOAD_EXAMPLES, download
 from lina_cli.commands.generate import GENERATE_EXAMPLES, generate
 from lina_cli.commands.info import INFO_EXAMPLES, info
 from lina_cli.commands.models import MODELS_EXAMPLES, models
+from lina_cli.commands.profile import app as profile_app
 from lina_cli.framework import examples_epilog, typer_factory
 
 app = typer_factory(
@@ -18,12 +17,8 @@ app.command(epilog=examples_epilog(MODELS_EXAMPLES))(models)
 app.command(epilog=examples_epilog(GENERATE_EXAMPLES))(generate)
 app.command(epilog=examples_epilog(INFO_EXAMPLES))(info)
 app.command(epilog=examples_epilog(CONFIG_EXAMPLES))(config)
+app.add_typer(profile_app, name="profile")
 # `lina eval` will be registered here the same way when it exists.
-
-if (Path(__file__).parent / "commands" / "profile.py").is_file():
-    from lina_cli.commands.profile import app as profile_app
-
-    app.add_typer(profile_app, name="profile")
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def test_every_command_help_shows_examples_without_importing_torch(command):
 def test_bare_lina_prints_help(lina):
     result = lina()
     assert "Usage" in result.output
-    for command in COMMANDS:
+    for command in [*COMMANDS, "profile"]:
         assert command in result.output
 
 
