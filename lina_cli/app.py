@@ -12,10 +12,10 @@ app = typer_factory(
     "LINA image generation: download the official checkpoints, generate images, inspect their metadata.",
     epilog=examples_epilog(['lina download lina-t2i-1024', 'lina generate "a cat on a sofa" -s 5 -n 2']),
 )
-app.command(epilog=examples_epilog(DOWNLOAD_EXAMPLES))(download)
+app.command(epilog=examples_epilog(DOWNLOAD_EXAMPLES), no_args_is_help=True)(download)
 app.command(epilog=examples_epilog(MODELS_EXAMPLES))(models)
-app.command(epilog=examples_epilog(GENERATE_EXAMPLES))(generate)
-app.command(epilog=examples_epilog(INFO_EXAMPLES))(info)
+app.command(epilog=examples_epilog(GENERATE_EXAMPLES), no_args_is_help=True)(generate)
+app.command(epilog=examples_epilog(INFO_EXAMPLES), no_args_is_help=True)(info)
 app.command(epilog=examples_epilog(CONFIG_EXAMPLES))(config)
 app.add_typer(profile_app, name="profile")
 # `lina eval` will be registered here the same way when it exists.

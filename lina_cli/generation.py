@@ -156,8 +156,6 @@ def generate(
         options: batch size, latents and overwrite switches.
         events: receives progress and results.
     """
-    import torch
-
     records = {job.index: image_metadata(pipe, job, settings, model) for job in jobs}
     results: list[ImageResult] = []
     pending: list[ImageJob] = []
@@ -183,9 +181,6 @@ def generate(
             result = ImageResult(path, STATUS_WRITTEN, records[job.index], kept, seconds)
             results.append(result)
             events.image_done(result)
-        del latents, images
-        if pipe.device.type == "cuda":
-            torch.cuda.empty_cache()
     return results
 
 

@@ -111,13 +111,19 @@ def png_info(metadata: ImageMetadata):
 
 
 def read_png_text(path: Path) -> dict[str, str]:
-    """All text chunks of a PNG (tEXt, zTXt and iTXt)."""
+    """The text chunks of a PNG (tEXt, zTXt, iTXt), read without decoding pixels when they precede them.
+
+    Resuming a 50k-image run reads every finished file's metadata, so skipping the pixel decode matters; PIL
+    writes our chunks before the image data, and chunks placed after it are still found (with a decode).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            image.load()
-            return dict(getattr(image, "text", {}) or {})
+            found = {key: value for key, value in image.info.items() if isinstance(value, str)}
+            if METADATA_KEY not in found:
+                found = dict(getattr(image, "text", {}) or {})
+            return found
     except (UnidentifiedImageError, SyntaxError, ValueError) as error:
         raise MetadataError(f"{path} is not a readable image: {error}") from error
 

@@ -6,7 +6,7 @@ default in `SETTINGS`; the help text comes from that table too.
 """
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -21,20 +21,20 @@ def setting_help(name: str) -> str:
     return escape(f"{setting.help}.{default}")  # help is rich markup; the brackets are literal
 
 
-# Optional[...] rather than `X | None`: Typer reads these annotations at run time, also on Python 3.10.
-ModelOpt = Annotated[Optional[str], typer.Option("-m", "--model", help=setting_help("model"), show_default=False)]
-RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help=setting_help("revision"), show_default=False)]
-CacheDirOpt = Annotated[Optional[str], typer.Option("--cache-dir", help=setting_help("cache_dir"), show_default=False)]
-OfflineOpt = Annotated[Optional[bool], typer.Option("--offline", help=setting_help("offline"), show_default=False)]
-FormatOpt = Annotated[
-    Optional[str],
-    typer.Option("--format", metavar="|".join(FORMAT_CHOICES), help=setting_help("format"), show_default=False),
-]
-SeedOpt = Annotated[Optional[int], typer.Option("-s", "--seed", min=0, help=setting_help("seed"), show_default=False)]
-DtypeOpt = Annotated[
-    Optional[str], typer.Option("--dtype", metavar="|".join(DTYPE_CHOICES), help=setting_help("dtype"), show_default=False)
-]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=setting_help("device"), show_default=False)]
+def setting_option(*names: str, setting: str, kind: type = str, **extra: Any):
+    """An `Optional[kind]` option for a setting of `SETTINGS`: default None ("not given"), help from the table."""
+    # Optional[...] rather than `X | None`: Typer reads these annotations at run time, also on Python 3.10.
+    return Annotated[Optional[kind], typer.Option(*names, help=setting_help(setting), show_default=False, **extra)]
+
+
+ModelOpt = setting_option("-m", "--model", setting="model")
+RevisionOpt = setting_option("--revision", setting="revision")
+CacheDirOpt = setting_option("--cache-dir", setting="cache_dir")
+OfflineOpt = setting_option("--offline", setting="offline", kind=bool)
+FormatOpt = setting_option("--format", setting="format", metavar="|".join(FORMAT_CHOICES))
+SeedOpt = setting_option("-s", "--seed", setting="seed", kind=int, min=0)
+DtypeOpt = setting_option("--dtype", setting="dtype", metavar="|".join(DTYPE_CHOICES))
+DeviceOpt = setting_option("--device", setting="device")
 ImagePathArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A PNG written by `lina generate`.")
 ]

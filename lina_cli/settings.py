@@ -90,7 +90,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("num_images", int, 1, "images per prompt or class", minimum=1),
         Setting("seed", int, None, "base seed; image i uses seed + i (default: random, printed)", minimum=0),
         Setting("cfg", float, None, "guidance scale (model default: t2i 7, c2i 2.4)"),
-        Setting("cfg_min", float, None, "guidance at the first AR step, ramping to --cfg (default: = --cfg)"),
+        Setting("cfg_min", float, None, "guidance at the first AR step, ramping linearly to --cfg (default: constant --cfg)"),
         Setting("ar_steps", int, None, "autoregressive steps (model default: t2i 128, c2i 64)", minimum=1),
         Setting("diffusion_steps", int, None, "flow-matching steps per AR step (model default: 25)", minimum=1),
         Setting("negative_prompt", str, None, "negative prompt (text-to-image only)"),
@@ -98,12 +98,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("dtype", str, "auto", "compute dtype (auto: bf16 on CUDA, fp32 on CPU)", choices=DTYPE_CHOICES),
         Setting("device", str, None, "cpu, cuda or cuda:N (default: cuda if available, else cpu)"),
         Setting("batch_size", int, 1, "images sampled together (lower it on out-of-memory)", minimum=1),
-        Setting("output", str, "outputs", "folder, file name (one image) or template with {index} {seed} ..."),
+        Setting("output", str, "outputs", "folder, .png file name (one image), or template with {index}, {seed}, {prompt_slug}, {class}"),
         Setting("overwrite", bool, False, "replace existing files instead of skipping them"),
         Setting("save_latents", bool, False, "also write each image's latents before decoding"),
         Setting("offline", bool, False, "never contact the hub; use the local cache only"),
         Setting("format", str, "human", "output style", choices=FORMAT_CHOICES),
-        Setting("cache_dir", str, None, "Hugging Face cache folder (default: HF_HUB_CACHE / HF_HOME)"),
+        Setting("cache_dir", str, None, "Hugging Face cache of download and models (default: HF_HUB_CACHE / HF_HOME)"),
     )
 }
 

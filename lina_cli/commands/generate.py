@@ -24,7 +24,7 @@ from lina_cli.options import (
     OfflineOpt,
     RevisionOpt,
     SeedOpt,
-    setting_help,
+    setting_option,
 )
 from lina_cli.requests import Condition, build_jobs, check_class_labels, gather_conditions
 from lina_cli.settings import Resolved, resolve_settings
@@ -41,10 +41,6 @@ GENERATE_EXAMPLES = [
     "lina generate --from-metadata outputs/00000-5-a-cat-on-a-sofa.png -o again.png",
 ]
 RANDOM_SEED_RANGE = 2**32  # random seeds stay in the 32-bit range other tools print and accept
-
-
-def _opt(*names: str, setting: str, kind: type = str, **extra: Any):
-    return Annotated[Optional[kind], typer.Option(*names, help=setting_help(setting), show_default=False, **extra)]
 
 
 def generate(
@@ -64,20 +60,20 @@ def generate(
     ] = None,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
-    num_images: _opt("-n", "--num-images", setting="num_images", kind=int, min=1) = None,
+    num_images: setting_option("-n", "--num-images", setting="num_images", kind=int, min=1) = None,
     seed: SeedOpt = None,
-    cfg: _opt("--cfg", setting="cfg", kind=float) = None,
-    cfg_min: _opt("--cfg-min", setting="cfg_min", kind=float) = None,
-    ar_steps: _opt("--ar-steps", setting="ar_steps", kind=int, min=1) = None,
-    diffusion_steps: _opt("--diffusion-steps", setting="diffusion_steps", kind=int, min=1) = None,
-    negative_prompt: _opt("--negative-prompt", setting="negative_prompt") = None,
-    size: _opt("--size", setting="size", kind=int, min=1) = None,
+    cfg: setting_option("--cfg", setting="cfg", kind=float) = None,
+    cfg_min: setting_option("--cfg-min", setting="cfg_min", kind=float) = None,
+    ar_steps: setting_option("--ar-steps", setting="ar_steps", kind=int, min=1) = None,
+    diffusion_steps: setting_option("--diffusion-steps", setting="diffusion_steps", kind=int, min=1) = None,
+    negative_prompt: setting_option("--negative-prompt", setting="negative_prompt") = None,
+    size: setting_option("--size", setting="size", kind=int, min=1) = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
-    batch_size: _opt("-b", "--batch-size", setting="batch_size", kind=int, min=1) = None,
-    output: _opt("-o", "--output", setting="output") = None,
-    overwrite: _opt("--overwrite", setting="overwrite", kind=bool) = None,
-    save_latents: _opt("--save-latents", setting="save_latents", kind=bool) = None,
+    batch_size: setting_option("-b", "--batch-size", setting="batch_size", kind=int, min=1) = None,
+    output: setting_option("-o", "--output", setting="output") = None,
+    overwrite: setting_option("--overwrite", setting="overwrite", kind=bool) = None,
+    save_latents: setting_option("--save-latents", setting="save_latents", kind=bool) = None,
     offline: OfflineOpt = None,
     format: FormatOpt = None,
     from_metadata: Annotated[

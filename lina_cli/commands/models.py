@@ -4,13 +4,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from lina_cli.console import Printer
+from lina_cli.metadata import REVISION_SHOWN
 from lina_cli.options import CacheDirOpt, FormatOpt
 from lina_cli.settings import resolve_settings
 from models.constants import RELEASED_MODELS
 
 MODELS_EXAMPLES = ["lina models", "lina models --format json", "HF_HUB_CACHE=/data/hub lina models"]
-REVISION_SHOWN = 10
-BYTES_PER_GB = 1e9
+BILLION = 1e9  # parameters and bytes are shown in billions (B, GB)
 
 
 def _transformer_parameters(task: str, resolution: int) -> int:
@@ -53,11 +53,11 @@ def models(cache_dir: CacheDirOpt = None, format: FormatOpt = None) -> None:
         )
         cached = ", ".join(
             f"{r.revision[:REVISION_SHOWN]}{' (' + ', '.join(r.refs) + ')' if r.refs else ''} "
-            f"{r.size_on_disk / BYTES_PER_GB:.2f} GB"
+            f"{r.size_on_disk / BILLION:.2f} GB"
             for r in revisions
         )
         table.add_row(
-            alias, card["task"], f"{card['resolution']}px", f"{parameters / 1e9:.2f}B params", escape(card["repo_id"]),
+            alias, card["task"], f"{card['resolution']}px", f"{parameters / BILLION:.2f}B params", escape(card["repo_id"]),
             escape(cached) if cached else "[dim]not cached[/]",
         )
     if printer.human:

@@ -44,6 +44,13 @@ def test_bare_lina_prints_help(lina):
         assert command in result.output
 
 
+@pytest.mark.parametrize("command", ["download", "generate", "info"])
+def test_commands_that_need_input_print_help_when_bare(lina, command):
+    result = lina(command)
+    assert "Usage: lina " + command in " ".join(result.output.split())
+    assert "Examples" in result.output
+
+
 def test_short_help_flag(lina):
     result = lina("generate", "-h")
     assert result.exit_code == 0
