@@ -33,7 +33,7 @@ def lina():
     runner = CliRunner()
 
     def invoke(*args: str, env: dict[str, str] | None = None):
-        return runner.invoke(app, [str(arg) for arg in args], env=env, catch_exceptions=True)
+        return runner.invoke(app, [str(arg) for arg in args], env=env, catch_exceptions=True, prog_name="lina")
 
     return invoke
 
