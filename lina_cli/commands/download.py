@@ -38,6 +38,10 @@ def download(
         ["revision", "cache_dir", "offline", "format"],
     )
     printer = Printer(settings["format"].value)
+    if not printer.human:  # the hub client's per-file bars would mix with JSON lines or break quiet
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     result = download_model(
         model,
         revision=settings["revision"].value,

@@ -124,11 +124,16 @@ def test_generate_offline_from_the_hub_cache(hub_cache, tmp_path):
     assert (tmp_path / "x.png").is_file()
 
 
-def test_generate_offline_without_weights_prints_the_download_command(tmp_path):
+@pytest.mark.parametrize(
+    "inputs, alias",
+    [(["a cat"], "lina-t2i-1024"), (["a cat", "--size", "512"], "lina-t2i-512"), (["--class", "1"], "lina-c2i-256")],
+)
+def test_generate_offline_without_weights_prints_the_download_command(tmp_path, inputs, alias):
+    """Also shows which released model --size and --class pick when no --model is given."""
     done = run_lina_process(
-        "generate", "a cat", "--offline", "-o", tmp_path / "out", *FAST, env={"HF_HUB_CACHE": str(tmp_path / "empty")}
+        "generate", *inputs, "--offline", "-o", tmp_path / "out", *FAST, env={"HF_HUB_CACHE": str(tmp_path / "empty")}
     )
     assert done.returncode == 1
-    assert "`lina download lina-t2i-1024`" in done.stderr
+    assert f"`lina download {alias}`" in done.stderr
     assert "Traceback" not in done.stderr
     assert not any((tmp_path / "out").glob("*.png"))
