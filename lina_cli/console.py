@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from lina_cli.errors import ErrorMessage
+from lina_cli.generation import STATUS_SKIPPED
 
 HUMAN, JSON, QUIET = "human", "json", "quiet"
 GIB = 1024**3
@@ -149,7 +150,7 @@ class GenerationReporter:
             self.progress.update(self._steps, completed=done, total=total)
 
     def image_done(self, result) -> None:
-        if self.progress is not None and result.status != "skipped":
+        if self.progress is not None and result.status != STATUS_SKIPPED:
             self.progress.advance(self._images)
         if self.live_results:
             self.show(result)
@@ -157,7 +158,7 @@ class GenerationReporter:
     def show(self, result) -> None:
         """Print one image's line: its path (human, skipped ones only counted) or its JSON record."""
         self.printer.json(result.to_json())
-        if result.status != "skipped":
+        if result.status != STATUS_SKIPPED:
             meta = result.metadata
             subject = meta.prompt if meta.prompt is not None else f"class {meta.class_label}"
             self.printer.line(f"[green]saved[/] {escape(str(result.path))}  [dim]seed {meta.seed} · {escape(subject)}[/]")
@@ -166,7 +167,7 @@ class GenerationReporter:
         """Final human line: counts, time per image, peak GPU memory, where the files are."""
         if not self.printer.human:
             return
-        made = [r for r in results if r.status != "skipped"]
+        made = [r for r in results if r.status != STATUS_SKIPPED]
         parts = [f"made {len(made)} image(s) in {seconds:.1f} s"]
         if made:
             parts.append(f"{seconds / len(made):.2f} s/image")

@@ -5,7 +5,6 @@ sampled, its latents are optionally saved (`--save-latents`), and only then deco
 error in the VAE never loses the sampling work: re-running the command decodes the saved latents.
 """
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +27,6 @@ class ImageResult:
     status: str
     metadata: ImageMetadata
     latents: Path | None = None
-    seconds: float = 0.0  # sampling + decoding time of its batch, shared evenly
 
     def to_json(self) -> dict[str, Any]:
         data = {"path": str(self.path), "status": self.status, **self.metadata.to_json()}
@@ -59,8 +57,8 @@ class RunOptions:
 def sampling_settings(task_defaults, *, ar_steps=None, diffusion_steps=None, cfg=None, cfg_min=None):
     """Fill unset sampler options from the model's defaults (`models.config.SAMPLING_DEFAULTS`).
 
-    `cfg_min` follows the issue's rule: unset, it equals `--cfg` (constant guidance) when `--cfg` is given,
-    else the model's default ramp (c2i ramps from 1 to 2.4).
+    Unset, `cfg_min` equals `--cfg` (constant guidance) when `--cfg` is given, else it is the model's default
+    ramp start (c2i ramps from 1 to 2.4).
     """
     from models.sampler import SamplingSettings
 
@@ -170,15 +168,13 @@ def generate(
 
     for start in range(0, len(pending), options.batch_size):
         batch = pending[start : start + options.batch_size]
-        began = time.perf_counter()
         latents = _batch_latents(pipe, batch, paths, records, settings, options, events)
         images = pipe.decode(latents)
-        seconds = (time.perf_counter() - began) / len(batch)
         for job, image in zip(batch, images):
             path = paths[job.index]
             save_png(image, path, records[job.index])
             kept = latents_path(path) if options.save_latents else None
-            result = ImageResult(path, STATUS_WRITTEN, records[job.index], kept, seconds)
+            result = ImageResult(path, STATUS_WRITTEN, records[job.index], kept)
             results.append(result)
             events.image_done(result)
     return results
