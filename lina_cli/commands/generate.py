@@ -27,7 +27,7 @@ from lina_cli.options import (
     setting_option,
 )
 from lina_cli.requests import Condition, build_jobs, check_class_labels, gather_conditions
-from lina_cli.settings import Resolved, resolve_settings
+from lina_cli.settings import SOURCE_CLI, Resolved, resolve_settings
 from models.constants import RELEASED_MODELS
 from models.errors import InvalidPromptError, UnsupportedSizeError
 
@@ -117,6 +117,9 @@ def generate(
     else:
         conditions = gather_conditions(prompts, prompts_file, classes)
     task = "c2i" if conditions[0].class_label is not None else "t2i"
+    if task == "c2i" and settings["negative_prompt"].source == SOURCE_CLI:
+        raise InvalidPromptError("--negative-prompt applies to text-to-image models; class-conditional ones have none")
+    negative_prompt = value["negative_prompt"] if task == "t2i" else None  # a config-file default may be set
     model_name = _pick_model(settings["model"], task, value["size"])
 
     target = _pick_device(value["device"], context.local_rank if context.enabled else None, printer)
@@ -125,7 +128,7 @@ def generate(
         if value["seed"] is None:
             value["seed"] = broadcast_from_main(context, secrets.randbelow(RANDOM_SEED_RANGE))
             printer.note(f"seed {value['seed']} (random; pass -s {value['seed']} to repeat this run)")
-        jobs = build_jobs(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=value["negative_prompt"])
+        jobs = build_jobs(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=negative_prompt)
         paths = plan_outputs(value["output"], jobs)
         check_writable({path.parent for path in paths.values()})
 

@@ -223,6 +223,7 @@ def test_plain_output_has_no_escape_codes(lina, tiny_c2i_folder, tmp_path):
         (["--class", "1", "--size", "128"], "size 128x128 is not supported by this checkpoint"),
         (["--class", "1", "-n", "2", "-o", "cat.png"], "names one file but this run makes 2 images"),
         (["--class", "1", "--device", "tpu"], "--device 'tpu' is not a device"),
+        (["--class", "1", "--negative-prompt", "x"], "--negative-prompt applies to text-to-image models"),
     ],
 )
 def test_errors_on_the_class_model(lina, tiny_c2i_folder, args, fragment):
