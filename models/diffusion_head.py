@@ -91,7 +91,7 @@ class DiffusionHead(nn.Module):
             [B', n, p²C] velocity prediction.
         """
         cond = self.time_cond_embed(timesteps, z)
-        x = self.patch_embed(noisy)  # [B', n, W]
+        x = self.patch_embed.embed_patches(noisy)  # [B', n, W]
         for block in self.blocks:
             x = block(x, cond)
         return self.head(self.norm(x, cond)[0])

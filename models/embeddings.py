@@ -38,17 +38,28 @@ def unpatchify(tokens: torch.Tensor, token_grid: tuple[int, int], patch_size: in
 
 
 class PatchEmbed(nn.Module):
-    """Conv2d with kernel = stride = p, applied to patch vectors as the equivalent linear map."""
+    """Conv2d with kernel = stride = p: one D-vector per p×p latent patch.
+
+    Both entry points run the convolution itself rather than the equivalent linear map, because that is
+    the operation the reference runs: on CUDA in bf16 the two round differently, and only the convolution
+    reproduces the authors' images bit for bit.
+    """
 
     def __init__(self, in_channels: int, dim: int, patch_size: int):
         super().__init__()
+        self.patch_size = patch_size
         self.proj = nn.Conv2d(in_channels, dim, patch_size, patch_size)
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """patches: [B, n, p²C] in `patchify` order → [B, n, D]."""
-        # The conv weight [D, C, p, p] reordered to the patch-vector layout (p, p, C).
-        weight = self.proj.weight.permute(0, 2, 3, 1).flatten(1)
-        return nn.functional.linear(patches, weight, self.proj.bias)
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents [B, C, H, W] → tokens [B, L, D], row-major."""
+        return self.proj(latents).flatten(2).transpose(1, 2)
+
+    def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """Selected patches [B, n, p²C] in `patchify` order → [B, n, D], each convolved as its own p×p image."""
+        batch, count, _ = patches.shape
+        p = self.patch_size
+        images = patches.reshape(batch * count, p, p, -1).permute(0, 3, 1, 2)  # [B·n, C, p, p]
+        return self.proj(images).reshape(batch, count, -1)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ def _ar_step_flops(model: LinaTransformer, step: ARStep, batch: int, device: tor
     """
     config = model.config
     rows, tokens, width = batch * step.rows_per_image, config.num_image_tokens, config.width
-    canvas = torch.zeros(batch, tokens, config.token_dim, device=device)
+    canvas = torch.zeros(batch, config.image_dim, *config.latent_size, device=device)
     mask = torch.ones(batch, tokens, 1, device=device)
     context = torch.zeros(rows, config.num_context_tokens, width, device=device)  # encoded once per image
     order = torch.arange(tokens, device=device).expand(rows, tokens)

@@ -118,7 +118,7 @@ def sample_latents(
     for step, (count, scale) in enumerate(zip(counts, scales)):
         guided = scale > 1
         known_ids, pred_ids = orders[:, :done], orders[:, done : done + count]  # [B, n], [B, count]
-        tokens = transformer.embed_canvas(canvas, mask, positions)  # [B, L, D]
+        tokens = transformer.embed_canvas(unpatchify(canvas, config.token_grid, config.patch_size), mask, positions)  # [B, L, D]
         rows = 2 if guided else 1
         z = transformer.image_encoder(
             tokens.repeat(rows, 1, 1), context[: rows * batch], known_ids.repeat(rows, 1)

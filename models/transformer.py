@@ -182,7 +182,7 @@ class LinaTransformer(nn.Module):
         """Embed the latent canvas: patch embedding, mask token on ungenerated rows, then positions.
 
         Args:
-            canvas: generated latent tokens (zeros elsewhere), [B, L, p²C].
+            canvas: generated latents (zeros elsewhere), [B, C, H/s, W/s].
             mask: 1 for tokens not generated yet, [B, L, 1], compute dtype.
             positions: `image_positions(...)`, [L, D].
 

@@ -169,4 +169,5 @@ def test_patch_embed_equals_strided_conv(patch, channels, height, width, assert_
     latents = torch.randn(2, channels, height, width, generator=torch.Generator().manual_seed(1))
     conv = F.conv2d(latents, embed.proj.weight, embed.proj.bias, stride=patch)  # [B, D, h, w]
     expected = conv.flatten(2).transpose(1, 2)  # row-major tokens [B, L, D]
-    assert_close(embed(patchify(latents, patch)), expected, torch.float32)
+    assert_close(embed(latents), expected, torch.float32)
+    assert_close(embed.embed_patches(patchify(latents, patch)), expected, torch.float32)

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.constants import BIN_WEIGHTS_NAME, CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
+from models.embeddings import unpatchify
 from models.errors import CheckpointMismatchError, LinaError, MissingComponentError
 from models.transformer import LinaTransformer
 from tests.models.conftest import tiny_t2i_config
@@ -48,11 +49,16 @@ def canvas_state(config, known: int, seed: int = 0):
     return canvas, known_ids, mask
 
 
+def as_latents(model, canvas: torch.Tensor) -> torch.Tensor:
+    """Token-form canvas [B, L, p²C] → the latent image [B, C, H/s, W/s] that `embed_canvas` takes."""
+    return unpatchify(canvas, model.config.token_grid, model.config.patch_size)
+
+
 @torch.no_grad()
 def image_encoder_output(model, canvas, mask, known_ids, dtype=torch.float32) -> torch.Tensor:
     """z [B, L, D] of one AR step."""
     context = model.encode_context(conditions(model, dtype))
-    tokens = model.embed_canvas(canvas.to(dtype), mask.to(dtype), model.image_positions(torch.device("cpu"), dtype))
+    tokens = model.embed_canvas(as_latents(model, canvas).to(dtype), mask.to(dtype), model.image_positions(torch.device("cpu"), dtype))
     return model.image_encoder(tokens, context, known_ids)
 
 
@@ -292,7 +298,7 @@ def test_image_encoder_wiring_follows_spec(tiny_config, assert_close):
     canvas, known_ids, mask = canvas_state(tiny_config, known=6)
     with torch.no_grad():
         context = model.encode_context(conditions(model))
-        tokens = model.embed_canvas(canvas, mask, model.image_positions(torch.device("cpu"), torch.float32))
+        tokens = model.embed_canvas(as_latents(model, canvas), mask, model.image_positions(torch.device("cpu"), torch.float32))
         encoder = model.image_encoder
         half = tiny_config.encoder_depth
         rows = []
