@@ -218,7 +218,7 @@ def test_plain_output_has_no_escape_codes(lina, tiny_c2i_folder, tmp_path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--class", "10"], "class id(s) 10 out of range: this model knows classes 0-9"),
+        (["--class", "1000"], "class id(s) 1000 out of range: this model knows classes 0-999"),
         (["a cat"], "is a c2i model: it takes --class ids"),
         (["--class", "1", "--size", "128"], "size 128x128 is not supported by this checkpoint"),
         (["--class", "1", "-n", "2", "-o", "cat.png"], "names one file but this run makes 2 images"),
