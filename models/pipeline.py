@@ -221,7 +221,9 @@ class LinaPipeline:
         paper's defaults for the model's task (`models.config.SAMPLING_DEFAULTS`); `cfg_min` defaults to
         the task default when `cfg` is not given either, else to `cfg` (constant guidance).
         """
-        requests = self.build_requests(prompts, class_labels, seed=seed, num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt)
+        requests = self.build_requests(
+            prompts, class_labels, seed=seed, num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt
+        )
         defaults = self.default_settings()
         settings = SamplingSettings(
             ar_steps=ar_steps or defaults.ar_steps,
@@ -248,23 +250,24 @@ class LinaPipeline:
         """One request per image, seeds seed, seed+1, … in prompt-major order."""
         if num_images_per_prompt < 1:
             raise InvalidPromptError(f"num_images_per_prompt={num_images_per_prompt}: must be ≥ 1")
-        if self.config.is_text_conditioned:
-            if class_labels is not None or prompts is None:
-                raise InvalidPromptError("this text-to-image model takes prompts, not class labels")
-            items = [prompts] if isinstance(prompts, str) else list(prompts)
-            make = lambda item, s: ImageRequest(seed=s, prompt=item, negative_prompt=negative_prompt)  # noqa: E731
-        else:
-            if prompts is not None or class_labels is None:
-                raise InvalidPromptError("this class-conditional model takes class labels, not prompts")
-            items = [class_labels] if isinstance(class_labels, int) else list(class_labels)
-            make = lambda item, s: ImageRequest(seed=s, class_label=item)  # noqa: E731
+        text = self.config.is_text_conditioned
+        if text and (class_labels is not None or prompts is None):
+            raise InvalidPromptError("this text-to-image model takes prompts, not class labels")
+        if not text and (prompts is not None or class_labels is None):
+            raise InvalidPromptError("this class-conditional model takes class labels, not prompts")
+        items = prompts if text else class_labels
+        items = [items] if isinstance(items, (str, int)) else list(items)
         if not items:
             raise InvalidPromptError("nothing to generate: the prompt / class list is empty")
-        return [
-            make(item, seed + i * num_images_per_prompt + j)
-            for i, item in enumerate(items)
-            for j in range(num_images_per_prompt)
-        ]
+        requests = []
+        for i, item in enumerate(items):
+            for j in range(num_images_per_prompt):
+                seed_i = seed + i * num_images_per_prompt + j
+                if text:
+                    requests.append(ImageRequest(seed=seed_i, prompt=item, negative_prompt=negative_prompt))
+                else:
+                    requests.append(ImageRequest(seed=seed_i, class_label=item))
+        return requests
 
     # ----------------------------------------------------------------------------- save / load ----
 
