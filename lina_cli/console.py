@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from lina_cli.errors import ErrorMessage
-from lina_cli.generation import STATUS_SKIPPED
+from lina_cli.generation import STATUS_SKIPPED, ImageResult
 
 HUMAN, JSON, QUIET = "human", "json", "quiet"
 GIB = 1024**3
@@ -140,6 +140,9 @@ class GenerationReporter:
                 TextColumn("eta"),
                 TimeRemainingColumn(),
                 console=self.printer.err,
+                # Printing above the bars is only right when stdout is that terminal too; a piped stdout
+                # (`--format json > runs.jsonl`) must keep its lines.
+                redirect_stdout=sys.stdout.isatty(),
             )
             self._images = self.progress.add_task("images", total=to_make, unit="img")
             self._steps = self.progress.add_task("AR steps", total=None, unit="step")
@@ -149,13 +152,13 @@ class GenerationReporter:
         if self.progress is not None:
             self.progress.update(self._steps, completed=done, total=total)
 
-    def image_done(self, result) -> None:
+    def image_done(self, result: ImageResult) -> None:
         if self.progress is not None and result.status != STATUS_SKIPPED:
             self.progress.advance(self._images)
         if self.live_results:
             self.show(result)
 
-    def show(self, result) -> None:
+    def show(self, result: ImageResult) -> None:
         """Print one image's line: its path (human, skipped ones only counted) or its JSON record."""
         self.printer.json(result.to_json())
         if result.status != STATUS_SKIPPED:
@@ -163,7 +166,7 @@ class GenerationReporter:
             subject = meta.prompt if meta.prompt is not None else f"class {meta.class_label}"
             self.printer.line(f"[green]saved[/] {escape(str(result.path))}  [dim]seed {meta.seed} · {escape(subject)}[/]")
 
-    def summary(self, results: list, seconds: float, peak_memory_bytes: int | None) -> None:
+    def summary(self, results: list[ImageResult], seconds: float, peak_memory_bytes: int | None) -> None:
         """Final human line: counts, time per image, peak GPU memory, where the files are."""
         if not self.printer.human:
             return

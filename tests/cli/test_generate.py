@@ -192,13 +192,13 @@ def test_random_seed_is_printed_and_recorded(lina, tiny_c2i_folder, tmp_path):
     assert read_metadata(path).seed == seed
 
 
-def test_progress_bars_on_a_terminal_respect_no_color(tiny_c2i_folder, tmp_path):
-    """On a terminal, rich progress bars appear; NO_COLOR removes colour codes (not the bars)."""
+def run_with_terminal_stderr(args, tmp_path, *, stdout_terminal: bool, env: dict[str, str]):
+    """Run the CLI with stderr (and optionally stdout) on a pseudo-terminal; returns (terminal text, piped stdout)."""
     main, child = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1", "COLUMNS": "120", "TERM": "xterm"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "lina_cli", "generate", "-m", str(tiny_c2i_folder), "--class", "1", "-s", "1", "-o", str(tmp_path / "tty"), *FAST],
-        stdin=child, stdout=child, stderr=child, env=env, cwd=tmp_path,
+        [sys.executable, "-m", "lina_cli", *map(str, args)],
+        stdin=child, stdout=child if stdout_terminal else subprocess.PIPE, stderr=child,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "120", "TERM": "xterm", **env}, cwd=tmp_path,
     )
     os.close(child)
     chunks = []
@@ -210,11 +210,25 @@ def test_progress_bars_on_a_terminal_respect_no_color(tiny_c2i_folder, tmp_path)
         if not chunk:
             break
         chunks.append(chunk)
-    assert process.wait(timeout=300) == 0
+    piped = process.stdout.read().decode() if process.stdout else ""
+    assert process.wait(timeout=300) == 0, b"".join(chunks).decode(errors="replace")
     os.close(main)
-    screen = b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace"), piped
+
+
+def test_progress_bars_on_a_terminal_respect_no_color(tiny_c2i_folder, tmp_path):
+    """On a terminal, rich progress bars appear; NO_COLOR removes colour codes (not the bars)."""
+    args = ["generate", "-m", tiny_c2i_folder, "--class", "1", "-s", "1", "-o", tmp_path / "tty", *FAST]
+    screen, _ = run_with_terminal_stderr(args, tmp_path, stdout_terminal=True, env={"NO_COLOR": "1"})
     assert "images" in screen and "AR steps" in screen and "made 1 image(s)" in screen
     assert not re.search(r"\x1b\[[0-9;]*3[0-7]m|\x1b\[38;", screen), "colour codes despite NO_COLOR"
+
+
+def test_json_lines_stay_on_a_piped_stdout_while_bars_draw(tiny_c2i_folder, tmp_path):
+    args = ["generate", "-m", tiny_c2i_folder, "--class", "1-2", "-s", "1", "-o", tmp_path / "pipe", "--format", "json", *FAST]
+    screen, piped = run_with_terminal_stderr(args, tmp_path, stdout_terminal=False, env={})
+    assert "AR steps" in screen and '"seed"' not in screen
+    assert [json.loads(line)["seed"] for line in piped.splitlines()] == [1, 2]
 
 
 def test_plain_output_has_no_escape_codes(lina, tiny_c2i_folder, tmp_path):
