@@ -7,13 +7,21 @@ error in the VAE never loses the sampling work: re-running the command decodes t
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lina_cli import __version__
 from lina_cli.errors import OutputError
 from lina_cli.metadata import METADATA_KEY, ImageMetadata
 from lina_cli.outputs import is_finished, latents_path, save_png
-from lina_cli.requests import ImageJob
+from lina_cli.requests import ImageJob, check_class_labels
+from models.errors import InvalidPromptError
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.config import SamplingDefaults
+    from models.pipeline import LinaPipeline
+    from models.sampler import SamplingSettings
 
 LATENTS_TENSOR = "latents"
 STATUS_WRITTEN, STATUS_SKIPPED = "written", "skipped"
@@ -54,7 +62,44 @@ class RunOptions:
     overwrite: bool = False
 
 
-def sampling_settings(task_defaults, *, ar_steps=None, diffusion_steps=None, cfg=None, cfg_min=None):
+def load_checked_pipeline(
+    model: str,
+    *,
+    task: str,
+    size: int | None,
+    class_labels: list[int],
+    device: "torch.device",
+    dtype: str,
+    revision: str | None,
+    offline: bool | None,
+) -> "LinaPipeline":
+    """`models.load_pipeline`, then check that the run fits the model: its task, `--size` and class ids.
+
+    Raises:
+        InvalidPromptError: prompts for a class-conditional model, or class ids for a text-to-image one.
+        UnsupportedSizeError, InvalidClassLabelError: from the pipeline's own checks.
+    """
+    from models import load_pipeline
+
+    pipe = load_pipeline(model, device=device, dtype=dtype, revision=revision, offline=offline)
+    if pipe.task != task:
+        wanted = "prompts" if pipe.task == "t2i" else "--class ids"
+        raise InvalidPromptError(f"{model} is a {pipe.task} model: it takes {wanted}")
+    if size is not None:
+        pipe.check_size(size)
+    if class_labels:
+        check_class_labels(class_labels, pipe.num_classes)
+    return pipe
+
+
+def sampling_settings(
+    task_defaults: "SamplingSettings | SamplingDefaults",
+    *,
+    ar_steps: int | None = None,
+    diffusion_steps: int | None = None,
+    cfg: float | None = None,
+    cfg_min: float | None = None,
+) -> "SamplingSettings":
     """Fill unset sampler options from the model's defaults (`models.config.SAMPLING_DEFAULTS`).
 
     Unset, `cfg_min` equals `--cfg` (constant guidance) when `--cfg` is given, else it is the model's default
@@ -70,14 +115,14 @@ def sampling_settings(task_defaults, *, ar_steps=None, diffusion_steps=None, cfg
     )
 
 
-def dtype_name(dtype) -> str:
+def dtype_name(dtype: "torch.dtype") -> str:
     """torch.bfloat16 → "bf16" (the `--dtype` spelling)."""
     from models.pipeline import DTYPES
 
     return next((name for name, value in DTYPES.items() if value == dtype), str(dtype).replace("torch.", ""))
 
 
-def image_metadata(pipe, job: ImageJob, settings, model: str) -> ImageMetadata:
+def image_metadata(pipe: "LinaPipeline", job: ImageJob, settings: "SamplingSettings", model: str) -> ImageMetadata:
     """The full record of one image of `pipe`; `model` is the name or absolute folder the user chose."""
     import torch
 
@@ -104,7 +149,7 @@ def image_metadata(pipe, job: ImageJob, settings, model: str) -> ImageMetadata:
     )
 
 
-def save_latents(latents, path: Path, metadata: ImageMetadata) -> None:
+def save_latents(latents: "torch.Tensor", path: Path, metadata: ImageMetadata) -> None:
     """Write one image's latents [C, h, w] (model space, compute dtype) with its recipe, atomically."""
     import json
 
@@ -117,7 +162,7 @@ def save_latents(latents, path: Path, metadata: ImageMetadata) -> None:
     write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={METADATA_KEY: text}))
 
 
-def load_saved_latents(path: Path, metadata: ImageMetadata, *, overwrite: bool):
+def load_saved_latents(path: Path, metadata: ImageMetadata, *, overwrite: bool) -> "torch.Tensor | None":
     """Latents [C, h, w] saved by an earlier run of the same image, or None if there are none to reuse."""
     import json
 
@@ -134,10 +179,10 @@ def load_saved_latents(path: Path, metadata: ImageMetadata, *, overwrite: bool):
 
 
 def generate(
-    pipe,
+    pipe: "LinaPipeline",
     jobs: list[ImageJob],
     paths: dict[int, Path],
-    settings,
+    settings: "SamplingSettings",
     *,
     model: str,
     options: RunOptions,
@@ -170,7 +215,7 @@ def generate(
         batch = pending[start : start + options.batch_size]
         latents = _batch_latents(pipe, batch, paths, records, settings, options, events)
         images = pipe.decode(latents)
-        for job, image in zip(batch, images):
+        for job, image in zip(batch, images, strict=True):
             path = paths[job.index]
             save_png(image, path, records[job.index])
             kept = latents_path(path) if options.save_latents else None
@@ -180,7 +225,15 @@ def generate(
     return results
 
 
-def _batch_latents(pipe, batch, paths, records, settings, options: RunOptions, events):
+def _batch_latents(
+    pipe: "LinaPipeline",
+    batch: list[ImageJob],
+    paths: dict[int, Path],
+    records: dict[int, ImageMetadata],
+    settings: "SamplingSettings",
+    options: RunOptions,
+    events: GenerationEvents,
+) -> "torch.Tensor":
     """Latents [B, C, h, w] of a batch: reused from earlier `--save-latents` files where present, else sampled."""
     import torch
 
@@ -194,7 +247,7 @@ def _batch_latents(pipe, batch, paths, records, settings, options: RunOptions, e
     sampled = {}
     if to_sample:
         latents = pipe.sample_latents([job.to_request() for job in to_sample], settings, progress=events.ar_step)
-        for job, tensor in zip(to_sample, latents):
+        for job, tensor in zip(to_sample, latents, strict=True):
             sampled[job.index] = tensor
             if options.save_latents:
                 save_latents(tensor, latents_path(paths[job.index]), records[job.index])

@@ -3,7 +3,7 @@
 import secrets
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -16,6 +16,9 @@ from lina_cli.distributed import (
     shutdown,
 )
 from lina_cli.errors import DeviceUnavailableError, SettingsError
+from lina_cli.generation import RunOptions, load_checked_pipeline, sampling_settings
+from lina_cli.generation import generate as run_generation
+from lina_cli.metadata import ImageMetadata, read_metadata
 from lina_cli.options import (
     DeviceOpt,
     DtypeOpt,
@@ -26,10 +29,14 @@ from lina_cli.options import (
     SeedOpt,
     setting_option,
 )
-from lina_cli.requests import Condition, build_jobs, check_class_labels, gather_conditions
+from lina_cli.outputs import check_writable, plan_outputs
+from lina_cli.requests import Condition, build_jobs, gather_conditions
 from lina_cli.settings import SOURCE_CLI, Resolved, resolve_settings
 from models.constants import RELEASED_MODELS
 from models.errors import InvalidPromptError, UnsupportedSizeError
+
+if TYPE_CHECKING:
+    import torch
 
 GENERATE_EXAMPLES = [
     'lina generate "a red fox in the snow, watercolor"',
@@ -94,11 +101,6 @@ def generate(
     """
     import torch
 
-    from lina_cli.generation import RunOptions, generate as run_generation, sampling_settings
-    from lina_cli.metadata import read_metadata
-    from lina_cli.outputs import check_writable, plan_outputs
-    from models import load_pipeline
-
     given = {
         "model": model, "revision": revision, "num_images": num_images, "seed": seed, "cfg": cfg, "cfg_min": cfg_min,
         "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "negative_prompt": negative_prompt, "size": size,
@@ -133,16 +135,10 @@ def generate(
         check_writable({path.parent for path in paths.values()})
 
         with printer.status(f"loading {model_name}"):
-            pipe = load_pipeline(
-                model_name, device=target, dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None
+            pipe = load_checked_pipeline(
+                model_name, task=task, size=value["size"], class_labels=[c.class_label for c in conditions if task == "c2i"],
+                device=target, dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None,
             )
-        if pipe.task != task:
-            wanted = "prompts" if pipe.task == "t2i" else "--class ids"
-            raise InvalidPromptError(f"{model_name} is a {pipe.task} model: it takes {wanted}")
-        if value["size"] is not None:
-            pipe.check_size(value["size"])
-        if task == "c2i":
-            check_class_labels([c.class_label for c in conditions], pipe.num_classes)
         sampler = sampling_settings(
             pipe.default_settings(), ar_steps=value["ar_steps"], diffusion_steps=value["diffusion_steps"],
             cfg=value["cfg"], cfg_min=value["cfg_min"],
@@ -164,7 +160,7 @@ def generate(
         shutdown(context)
 
 
-def _replay(recorded) -> dict[str, Any]:
+def _replay(recorded: ImageMetadata) -> dict[str, Any]:
     """Settings that make the image recorded in a PNG again (they rank just below the command line)."""
     return {
         "model": recorded.model,
@@ -208,7 +204,7 @@ def _recorded_name(model_name: str) -> str:
     return str(path.resolve()) if path.is_dir() else model_name
 
 
-def _pick_device(requested: str | None, local_rank: int | None, printer: Printer):
+def _pick_device(requested: str | None, local_rank: int | None, printer: Printer) -> "torch.device":
     """--device as a torch.device: unset means CUDA when available, else the CPU with a warning.
 
     Under torchrun (`local_rank` set) a bare `cuda` becomes this process's GPU, `cuda:<local_rank>`.
