@@ -134,6 +134,10 @@ def generate(
         paths = plan_outputs(value["output"], jobs)
         check_writable({path.parent for path in paths.values()})
 
+        if task == "t2i":  # transformers would draw its own weight-loading bar under our spinner
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
         with printer.status(f"loading {model_name}"):
             pipe = load_checked_pipeline(
                 model_name, task=task, size=value["size"], class_labels=[c.class_label for c in conditions if task == "c2i"],
