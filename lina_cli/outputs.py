@@ -12,7 +12,6 @@ import re
 import string
 import tempfile
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 
 from lina_cli.errors import MetadataError, OutputError

@@ -5,7 +5,14 @@ import json
 import pytest
 
 from lina_cli.errors import PromptsFileError
-from lina_cli.requests import Condition, build_jobs, check_class_labels, gather_conditions, parse_class_ids, read_prompts_file
+from lina_cli.requests import (
+    Condition,
+    build_jobs,
+    check_class_labels,
+    gather_conditions,
+    parse_class_ids,
+    read_prompts_file,
+)
 from models.errors import InvalidClassLabelError, InvalidPromptError
 
 
