@@ -19,7 +19,6 @@ from models.errors import InvalidPromptError
 if TYPE_CHECKING:
     import torch
 
-    from models.config import SamplingDefaults
     from models.pipeline import LinaPipeline
     from models.sampler import SamplingSettings
 
@@ -72,6 +71,7 @@ def load_checked_pipeline(
     dtype: str,
     revision: str | None,
     offline: bool | None,
+    cache_dir: str | None = None,
 ) -> "LinaPipeline":
     """`models.load_pipeline`, then check that the run fits the model: its task, `--size` and class ids.
 
@@ -81,7 +81,7 @@ def load_checked_pipeline(
     """
     from models import load_pipeline
 
-    pipe = load_pipeline(model, device=device, dtype=dtype, revision=revision, offline=offline)
+    pipe = load_pipeline(model, device=device, dtype=dtype, revision=revision, offline=offline, cache_dir=cache_dir)
     if pipe.task != task:
         wanted = "prompts" if pipe.task == "t2i" else "--class ids"
         raise InvalidPromptError(f"{model} is a {pipe.task} model: it takes {wanted}")
@@ -90,29 +90,6 @@ def load_checked_pipeline(
     if class_labels:
         check_class_labels(class_labels, pipe.num_classes)
     return pipe
-
-
-def sampling_settings(
-    task_defaults: "SamplingSettings | SamplingDefaults",
-    *,
-    ar_steps: int | None = None,
-    diffusion_steps: int | None = None,
-    cfg: float | None = None,
-    cfg_min: float | None = None,
-) -> "SamplingSettings":
-    """Fill unset sampler options from the model's defaults (`models.config.SAMPLING_DEFAULTS`).
-
-    Unset, `cfg_min` equals `--cfg` (constant guidance) when `--cfg` is given, else it is the model's default
-    ramp start (c2i ramps from 1 to 2.4).
-    """
-    from models.sampler import SamplingSettings
-
-    return SamplingSettings(
-        ar_steps=ar_steps or task_defaults.ar_steps,
-        diffusion_steps=diffusion_steps or task_defaults.diffusion_steps,
-        cfg=task_defaults.cfg if cfg is None else cfg,
-        cfg_min=cfg_min if cfg_min is not None else (task_defaults.cfg_min if cfg is None else None),
-    )
 
 
 def dtype_name(dtype: "torch.dtype") -> str:

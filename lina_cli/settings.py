@@ -103,7 +103,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("save_latents", bool, False, "also write each image's latents before decoding"),
         Setting("offline", bool, False, "never contact the hub; use the local cache only"),
         Setting("format", str, "human", "output style", choices=FORMAT_CHOICES),
-        Setting("cache_dir", str, None, "Hugging Face cache of download and models (default: HF_HUB_CACHE / HF_HOME)"),
+        Setting("cache_dir", str, None, "Hugging Face cache used by download, models and generate (default: HF_HUB_CACHE / HF_HOME)"),
     )
 }
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from models.constants import RELEASED_MODELS, hub_offline
 from models.errors import ModelNotFoundError, WeightsNotCachedError
-from models.loading import repo_id_for
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,11 @@ class CachedRevision:
     refs: tuple[str, ...]
     size_on_disk: int
     path: Path
+
+
+def repo_id_for(name: str) -> str:
+    """Map a released alias (`lina-t2i-1024`) to its repo id; any other name is returned unchanged."""
+    return RELEASED_MODELS[name]["repo_id"] if name in RELEASED_MODELS else name
 
 
 def download_command(name: str, revision: str | None = None) -> str:

@@ -25,6 +25,7 @@ from models.constants import (
     SAFETENSORS_WEIGHTS_NAME,
     hub_offline,
 )
+from models.hub import download_command, repo_id_for
 from models.errors import (
     CheckpointMismatchError,
     InvalidConfigError,
@@ -39,11 +40,6 @@ logger = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------------
 # Resolving a model name to a folder
 # ----------------------------------------------------------------------------------------------------
-
-
-def repo_id_for(name: str) -> str:
-    """Map a released alias (`lina-t2i-1024`) to its repo id; any other name is returned unchanged."""
-    return RELEASED_MODELS[name]["repo_id"] if name in RELEASED_MODELS else name
 
 
 def resolve_model_path(
@@ -81,7 +77,7 @@ def resolve_model_path(
     try:
         folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=offline)
     except LocalEntryNotFoundError as error:
-        hint = f"lina download {name}" + (f" --revision {revision}" if revision else "")
+        hint = download_command(name, revision)
         if offline:
             raise WeightsNotCachedError(
                 f"{repo_id} is not in the local Hugging Face cache and offline mode is on; run `{hint}` "

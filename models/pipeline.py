@@ -31,7 +31,8 @@ from models.errors import (
     MissingComponentError,
     UnsupportedSizeError,
 )
-from models.loading import read_json, repo_id_for, resolve_model_path, write_json_atomic
+from models.hub import repo_id_for
+from models.loading import read_json, resolve_model_path, write_json_atomic
 from models.sampler import SamplingSettings, sample_latents
 from models.scheduler import FlowMatchEulerScheduler
 from models.transformer import LinaTransformer
@@ -138,8 +139,28 @@ class LinaPipeline:
             )
 
     def default_settings(self) -> SamplingSettings:
+        """The paper's sampler settings for this model's task (`models.config.SAMPLING_DEFAULTS`)."""
+        return self.sampling_settings()
+
+    def sampling_settings(
+        self,
+        ar_steps: int | None = None,
+        diffusion_steps: int | None = None,
+        cfg: float | None = None,
+        cfg_min: float | None = None,
+    ) -> SamplingSettings:
+        """Fill unset sampler options from the task's defaults.
+
+        Unset, `cfg_min` is the task's default ramp start when `cfg` is unset too (c2i ramps 1 → 2.4),
+        and equals `cfg` (constant guidance) when only `cfg` is given.
+        """
         defaults = SAMPLING_DEFAULTS[self.task]
-        return SamplingSettings(defaults.ar_steps, defaults.diffusion_steps, defaults.cfg, defaults.cfg_min)
+        return SamplingSettings(
+            ar_steps=ar_steps or defaults.ar_steps,
+            diffusion_steps=diffusion_steps or defaults.diffusion_steps,
+            cfg=defaults.cfg if cfg is None else cfg,
+            cfg_min=cfg_min if cfg_min is not None else (defaults.cfg_min if cfg is None else None),
+        )
 
     # ----------------------------------------------------------------------------- generation ----
 
@@ -178,7 +199,8 @@ class LinaPipeline:
     ) -> torch.Tensor:
         """Latents [B, C, H/s, W/s] (model space, compute dtype) for a batch of requests.
 
-        Image i uses `torch.Generator(device).manual_seed(requests[i].seed)`, so batching never changes it.
+        Image i draws all its noise from `torch.Generator(device).manual_seed(requests[i].seed)`, so batching
+        never changes its random numbers; batched matrix kernels may still round differently than B = 1.
         """
         if not requests:
             raise InvalidPromptError("nothing to generate: the request list is empty")
@@ -217,20 +239,13 @@ class LinaPipeline:
     ) -> GenerationOutput:
         """Generate `num_images_per_prompt` images per prompt (t2i) or class label (c2i).
 
-        Image i = prompt_index · num_images_per_prompt + j uses seed + i. Unset sampler options take the
-        paper's defaults for the model's task (`models.config.SAMPLING_DEFAULTS`); `cfg_min` defaults to
-        the task default when `cfg` is not given either, else to `cfg` (constant guidance).
+        Image i = prompt_index · num_images_per_prompt + j uses seed + i. Unset sampler options are
+        filled by `sampling_settings`.
         """
         requests = self.build_requests(
             prompts, class_labels, seed=seed, num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt
         )
-        defaults = self.default_settings()
-        settings = SamplingSettings(
-            ar_steps=ar_steps or defaults.ar_steps,
-            diffusion_steps=diffusion_steps or defaults.diffusion_steps,
-            cfg=defaults.cfg if cfg is None else cfg,
-            cfg_min=cfg_min if cfg_min is not None else (defaults.cfg_min if cfg is None else None),
-        )
+        settings = self.sampling_settings(ar_steps, diffusion_steps, cfg, cfg_min)
         step = batch_size or len(requests)
         latents = torch.cat(
             [self.sample_latents(requests[i : i + step], settings, progress=progress) for i in range(0, len(requests), step)]
@@ -301,6 +316,7 @@ def load_pipeline(
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
     offline: bool | None = None,
+    cache_dir: str | Path | None = None,
     attention: str | None = None,
 ) -> LinaPipeline:
     """Load a LINA pipeline from a folder, a released alias or a hub repo id.
@@ -311,9 +327,10 @@ def load_pipeline(
         dtype: torch dtype or "auto"/"bf16"/"fp16"/"fp32"; auto = bf16 on CUDA, fp32 on CPU.
         revision: hub branch, tag or commit.
         offline: use only the local Hugging Face cache (None reads HF_HUB_OFFLINE).
+        cache_dir: Hugging Face hub cache (None: HF_HUB_CACHE / HF_HOME).
         attention: override the transformer's attention type ("linear" or "softmax").
     """
-    path = resolve_model_path(name_or_path, revision=revision, offline=offline)
+    path = resolve_model_path(name_or_path, revision=revision, offline=offline, cache_dir=cache_dir)
     read_json(path / MODEL_INDEX_NAME, "pipeline")  # proves this is a pipeline folder; its module strings are not used
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)

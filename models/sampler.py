@@ -2,8 +2,9 @@
 
 Randomness contract: image i of a batch owns `generators[i]`, and draws from it in the reference order —
 one uniform [1, L, 1] in the compute dtype for its generation order, then one normal draw of the whole
-latent canvas [1, C, H, W] per AR step. So an image never depends on its batch, and `seed S` on one image
-reproduces the authors' pipeline called with `torch.Generator(device).manual_seed(S)`.
+latent canvas [1, C, H, W] per AR step. So an image's random numbers never depend on its batch (only
+batched kernels' rounding can), and `seed S` on one image reproduces the authors' pipeline called with
+`torch.Generator(device).manual_seed(S)`.
 Shapes: B images, L tokens, n tokens predicted this step, p²C values per token, Lv context tokens.
 """
 

@@ -54,4 +54,4 @@ def download(
     printer.line(f"[bold]{escape(result.repo_id)}[/] at commit [cyan]{result.revision}[/]")
     printer.line(escape(str(result.path)))
     if settings["cache_dir"].value:
-        printer.note(f"set HF_HUB_CACHE={settings['cache_dir'].value} so that `lina generate` finds this cache")
+        printer.note(f"pass --cache-dir {settings['cache_dir'].value} to `lina generate` (or set HF_HUB_CACHE) to use this cache")

@@ -16,10 +16,11 @@ from lina_cli.distributed import (
     shutdown,
 )
 from lina_cli.errors import DeviceUnavailableError, SettingsError
-from lina_cli.generation import RunOptions, load_checked_pipeline, sampling_settings
+from lina_cli.generation import RunOptions, load_checked_pipeline
 from lina_cli.generation import generate as run_generation
 from lina_cli.metadata import ImageMetadata, read_metadata
 from lina_cli.options import (
+    CacheDirOpt,
     DeviceOpt,
     DtypeOpt,
     FormatOpt,
@@ -82,6 +83,7 @@ def generate(
     overwrite: setting_option("--overwrite", setting="overwrite", kind=bool) = None,
     save_latents: setting_option("--save-latents", setting="save_latents", kind=bool) = None,
     offline: OfflineOpt = None,
+    cache_dir: CacheDirOpt = None,
     format: FormatOpt = None,
     from_metadata: Annotated[
         Optional[Path],
@@ -94,7 +96,8 @@ def generate(
     """Generate images with LINA.
 
     Text-to-image models take prompts (arguments or --prompts-file); the class-conditional model takes --class ids.
-    Image i of a run uses seed + i, so batch size, resuming and GPU count never change an image. Existing files
+    Image i of a run uses seed + i, so resuming and GPU count never change an image (a larger --batch-size can
+    change pixels by rounding only: batched matrix kernels sum in another order). Existing files
     are never overwritten: an image already made by the same command is skipped, so re-running resumes a run.
     Defaults follow the paper: text-to-image 128 AR steps, 25 diffusion steps, cfg 7; class-conditional 64 AR
     steps, cfg ramping from 1 to 2.4.
@@ -105,7 +108,7 @@ def generate(
         "model": model, "revision": revision, "num_images": num_images, "seed": seed, "cfg": cfg, "cfg_min": cfg_min,
         "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "negative_prompt": negative_prompt, "size": size,
         "dtype": dtype, "device": device, "batch_size": batch_size, "output": output, "overwrite": overwrite,
-        "save_latents": save_latents, "offline": offline, "format": format,
+        "save_latents": save_latents, "offline": offline, "cache_dir": cache_dir, "format": format,
     }
     recorded = read_metadata(from_metadata) if from_metadata else None
     replayed = _replay(recorded) if recorded else {}
@@ -142,11 +145,9 @@ def generate(
             pipe = load_checked_pipeline(
                 model_name, task=task, size=value["size"], class_labels=[c.class_label for c in conditions if task == "c2i"],
                 device=target, dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None,
+                cache_dir=value["cache_dir"],
             )
-        sampler = sampling_settings(
-            pipe.default_settings(), ar_steps=value["ar_steps"], diffusion_steps=value["diffusion_steps"],
-            cfg=value["cfg"], cfg_min=value["cfg_min"],
-        )
+        sampler = pipe.sampling_settings(value["ar_steps"], value["diffusion_steps"], value["cfg"], value["cfg_min"])
         options = RunOptions(batch_size=value["batch_size"], save_latents=value["save_latents"], overwrite=value["overwrite"])
         began = time.perf_counter()
         with GenerationReporter(printer, live_results=not context.enabled) as reporter:
