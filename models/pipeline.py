@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from models.config import SAMPLING_DEFAULTS, TransformerConfig
+from models.cuda_graphs import HeadGraphCache
 from models.constants import (
     CONFIG_NAME,
     MODEL_INDEX_NAME,
@@ -103,6 +104,9 @@ class LinaPipeline:
         self.source = source
         parameter = next(transformer.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
+        # The head loop is replayed from CUDA graphs on CUDA (bit-identical, far less launch overhead);
+        # set `head_graphs = None` to run it eagerly.
+        self.head_graphs = HeadGraphCache() if self.device.type == "cuda" else None
         if self.config.is_text_conditioned and text_encoder is None:
             raise MissingComponentError("a text-to-image pipeline needs a text encoder (text_encoder/ and tokenizer/)")
 
@@ -208,7 +212,7 @@ class LinaPipeline:
         generators = [torch.Generator(self.device).manual_seed(r.seed) for r in requests]
         return sample_latents(
             self.transformer, self.scheduler, condition, null_condition, generators,
-            settings or self.default_settings(), progress,
+            settings or self.default_settings(), progress, self.head_graphs,
         )
 
     @torch.inference_mode()

@@ -11,9 +11,12 @@ Shapes: B images, L tokens, n tokens predicted this step, p²C values per token,
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from models.cuda_graphs import HeadGraphCache
+from models.diffusion_head import DiffusionHead
 from models.embeddings import patchify, unpatchify
 from models.scheduler import FlowMatchEulerScheduler
 from models.transformer import LinaTransformer
@@ -76,6 +79,39 @@ def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return x.gather(1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def denoise_tokens(
+    head: DiffusionHead,
+    scheduler: FlowMatchEulerScheduler,
+    sigmas: torch.Tensor,
+    timesteps: torch.Tensor,
+    scale: float | None,
+    noise: torch.Tensor,
+    z: torch.Tensor,
+) -> torch.Tensor:
+    """Integrate the head's flow ODE for the tokens predicted at one AR step (spec §3.9).
+
+    Args:
+        head: the diffusion head.
+        scheduler: its Euler scheduler; `sigmas` [S + 1] (CPU) and `timesteps` [S] (on the device) from it.
+        scale: CFG scale, or None without guidance. With guidance z holds [cond ; uncond] rows and the
+            velocity is v_u + s·(v_c − v_u), mixed in the compute dtype like the reference.
+        noise: starting noise of the predicted tokens, [B, n, p²C].
+        z: transformer outputs of the same tokens, [rows·B, n, D].
+
+    Returns:
+        The denoised tokens [B, n, p²C].
+    """
+    rows = z.shape[0] // noise.shape[0]
+    x = noise
+    for j in range(len(timesteps)):
+        velocity = head(x.repeat(rows, 1, 1), timesteps[j].expand(z.shape[0]), z)
+        if scale is not None:
+            cond, uncond = velocity.chunk(2)
+            velocity = uncond + (cond - uncond) * scale
+        x = scheduler.step(velocity, sigmas[j], sigmas[j + 1], x)
+    return x
+
+
 @torch.inference_mode()
 def sample_latents(
     transformer: LinaTransformer,
@@ -85,6 +121,7 @@ def sample_latents(
     generators: list[torch.Generator],
     settings: SamplingSettings,
     progress: Callable[[int, int], None] | None = None,
+    head_graphs: HeadGraphCache | None = None,
 ) -> torch.Tensor:
     """Generate latents for a batch of conditions.
 
@@ -96,6 +133,8 @@ def sample_latents(
         generators: one generator per image, on the transformer's device.
         settings: AR steps, diffusion steps and guidance.
         progress: called as progress(steps_done, total_steps) after each AR step.
+        head_graphs: on CUDA, replay the diffusion-head loop from CUDA graphs (identical results, no
+            per-kernel launch overhead); None runs it eagerly.
 
     Returns:
         Model-space latents [B, C, H/s, W/s] in the compute dtype.
@@ -106,6 +145,7 @@ def sample_latents(
     counts = ar_schedule(config.num_image_tokens, settings.ar_steps)
     scales = cfg_scales(len(counts), settings.cfg, settings.cfg_min)
     sigmas, timesteps = scheduler.sigmas(settings.diffusion_steps)
+    timesteps = timesteps.to(device)  # once, so the head loop never copies host → device
 
     # Conditional rows first, unconditional rows second, as in the reference's CFG batch.
     any_guidance = any(scale > 1 for scale in scales)
@@ -126,13 +166,9 @@ def sample_latents(
         )  # [rows·B, L, D]
         z = gather_tokens(z, pred_ids.repeat(rows, 1))  # [rows·B, count, D]
 
-        x = gather_tokens(canvas_noise(generators, latent_shape, config.patch_size, dtype, device), pred_ids)
-        for j, timestep in enumerate(timesteps):
-            velocity = transformer.image_decoder(x.repeat(rows, 1, 1), timestep.to(device).expand(rows * batch), z)
-            if guided:
-                cond, uncond = velocity.chunk(2)
-                velocity = uncond + (cond - uncond) * scale
-            x = scheduler.step(velocity, sigmas[j], sigmas[j + 1], x)
+        noise = gather_tokens(canvas_noise(generators, latent_shape, config.patch_size, dtype, device), pred_ids)
+        solve = partial(denoise_tokens, transformer.image_decoder, scheduler, sigmas, timesteps, scale if guided else None)
+        x = solve(noise, z) if head_graphs is None else head_graphs.run(solve, noise, z)
 
         index = pred_ids.unsqueeze(-1)
         canvas.scatter_(1, index.expand(-1, -1, config.token_dim), x)
