@@ -10,8 +10,10 @@ Shapes: B images, L tokens, n tokens predicted this step, p²C values per token,
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import torch
 
@@ -38,6 +40,29 @@ class SamplingSettings:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name}={value} must be a finite number")
+
+
+# The phases `sample_latents` shows a `PhaseTimer` (`models.benchmark` times them).
+PHASE_CONTEXT = "context"  # encode_context, once per call
+PHASE_IMAGE_ENCODER = "image_encoder"  # per AR step: canvas embedding, image encoder, gather of z
+PHASE_HEAD = "head"  # per AR step: fresh noise, every diffusion step, writing the tokens into the canvas
+
+
+class PhaseTimer(Protocol):
+    """Instrumentation hook of `sample_latents`: `phase(name)` brackets each PHASE_* phase.
+
+    An implementation must not touch tensors and should not synchronise the device (it can record CUDA
+    events instead), so timing never changes results and barely changes the time.
+    """
+
+    def phase(self, name: str) -> AbstractContextManager[object]: ...
+
+
+class _Untimed:
+    """The default timer: each phase costs one no-op context manager (three per AR step)."""
+
+    def phase(self, name: str) -> AbstractContextManager[object]:
+        return nullcontext()
 
 
 def ar_schedule(num_tokens: int, ar_steps: int) -> list[int]:
@@ -122,6 +147,7 @@ def sample_latents(
     settings: SamplingSettings,
     progress: Callable[[int, int], None] | None = None,
     head_graphs: HeadGraphCache | None = None,
+    timer: PhaseTimer | None = None,
 ) -> torch.Tensor:
     """Generate latents for a batch of conditions.
 
@@ -135,11 +161,13 @@ def sample_latents(
         progress: called as progress(steps_done, total_steps) after each AR step.
         head_graphs: on CUDA, replay the diffusion-head loop from CUDA graphs (identical results, no
             per-kernel launch overhead); None runs it eagerly.
+        timer: sees the PHASE_* phases (`lina profile pipeline`); None times nothing.
 
     Returns:
         Model-space latents [B, C, H/s, W/s] in the compute dtype.
     """
     config = transformer.config
+    timer = timer or _Untimed()
     batch, dtype, device = condition.shape[0], condition.dtype, condition.device
     latent_shape = (config.image_dim, *config.latent_size)
     counts = ar_schedule(config.num_image_tokens, settings.ar_steps)
@@ -149,7 +177,8 @@ def sample_latents(
 
     # Conditional rows first, unconditional rows second, as in the reference's CFG batch.
     any_guidance = any(scale > 1 for scale in scales)
-    context = transformer.encode_context(torch.cat([condition, null_condition]) if any_guidance else condition)
+    with timer.phase(PHASE_CONTEXT):
+        context = transformer.encode_context(torch.cat([condition, null_condition]) if any_guidance else condition)
     positions = transformer.image_positions(device, dtype)
 
     orders = generation_orders(generators, config.num_image_tokens, dtype, device)  # [B, L]
@@ -159,20 +188,21 @@ def sample_latents(
     for step, (count, scale) in enumerate(zip(counts, scales)):
         guided = scale > 1
         known_ids, pred_ids = orders[:, :done], orders[:, done : done + count]  # [B, n], [B, count]
-        tokens = transformer.embed_canvas(unpatchify(canvas, config.token_grid, config.patch_size), mask, positions)  # [B, L, D]
         rows = 2 if guided else 1
-        z = transformer.image_encoder(
-            tokens.repeat(rows, 1, 1), context[: rows * batch], known_ids.repeat(rows, 1)
-        )  # [rows·B, L, D]
-        z = gather_tokens(z, pred_ids.repeat(rows, 1))  # [rows·B, count, D]
+        with timer.phase(PHASE_IMAGE_ENCODER):
+            tokens = transformer.embed_canvas(unpatchify(canvas, config.token_grid, config.patch_size), mask, positions)  # [B, L, D]
+            z = transformer.image_encoder(
+                tokens.repeat(rows, 1, 1), context[: rows * batch], known_ids.repeat(rows, 1)
+            )  # [rows·B, L, D]
+            z = gather_tokens(z, pred_ids.repeat(rows, 1))  # [rows·B, count, D]
 
-        noise = gather_tokens(canvas_noise(generators, latent_shape, config.patch_size, dtype, device), pred_ids)
-        solve = partial(denoise_tokens, transformer.image_decoder, scheduler, sigmas, timesteps, scale if guided else None)
-        x = solve(noise, z) if head_graphs is None else head_graphs.run(solve, noise, z)
-
-        index = pred_ids.unsqueeze(-1)
-        canvas.scatter_(1, index.expand(-1, -1, config.token_dim), x)
-        mask.scatter_(1, index, 0)
+        with timer.phase(PHASE_HEAD):
+            noise = gather_tokens(canvas_noise(generators, latent_shape, config.patch_size, dtype, device), pred_ids)
+            solve = partial(denoise_tokens, transformer.image_decoder, scheduler, sigmas, timesteps, scale if guided else None)
+            x = solve(noise, z) if head_graphs is None else head_graphs.run(solve, noise, z)
+            index = pred_ids.unsqueeze(-1)
+            canvas.scatter_(1, index.expand(-1, -1, config.token_dim), x)
+            mask.scatter_(1, index, 0)
         done += count
         if progress is not None:
             progress(step + 1, len(counts))
