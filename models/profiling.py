@@ -300,7 +300,8 @@ def _ready_module(
     return module.eval()
 
 
-def _percentile_ms(times: list[float]) -> tuple[float, float]:
+def percentiles_ms(times: list[float]) -> tuple[float, float]:
+    """The 10th and 90th percentile of timings (the one value twice when there is only one)."""
     if len(times) < 2:
         return times[0], times[0]
     cuts = statistics.quantiles(times, n=_PERCENTILES, method="inclusive")
@@ -319,7 +320,7 @@ def time_variant(variant: TimedVariant, shape: AttentionShape, timing: TimingSet
     device = timing.device
     dtype = torch.float32 if variant.fp32 else timing.dtype
     generator = torch.Generator(device).manual_seed(0)
-    record: dict[str, Any] = {"dtype": _dtype_name(dtype), "implementation": variant.label}
+    record: dict[str, Any] = {"dtype": dtype_name(dtype), "implementation": variant.label}
     try:
         module = _ready_module(variant, shape, device, dtype, generator)
         x = torch.randn(shape.batch, shape.seq_len, shape.dim, device=device, dtype=dtype, generator=generator)
@@ -336,7 +337,7 @@ def time_variant(variant: TimedVariant, shape: AttentionShape, timing: TimingSet
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    p10, p90 = _percentile_ms(times)
+    p10, p90 = percentiles_ms(times)
     latency = {"latency_ms": statistics.median(times), "latency_p10_ms": p10, "latency_p90_ms": p90}
     return record | latency | {"repeats": len(times)}
 
@@ -396,7 +397,8 @@ def _nvidia_driver(index: int) -> str | None:
     return result.stdout.strip() or None
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
+    """The CLI's name of a dtype (bf16, fp16, fp32), else torch's name without the prefix."""
     return next((name for name, value in DTYPES.items() if value == dtype), str(dtype).removeprefix("torch."))
 
 
@@ -463,7 +465,7 @@ def profile_case(
         record["ar_step"] = dataclasses.asdict(case.ar_step)  # which step the `ar_step` scopes count
     if timing is not None:
         record["timing"] = {
-            "device": str(timing.device), "dtype": _dtype_name(timing.dtype),
+            "device": str(timing.device), "dtype": dtype_name(timing.dtype),
             "warmup": timing.warmup, "repeats": timing.repeats,
         }
         record["environment"] = environment(timing.device)

@@ -1,7 +1,8 @@
-"""`lina profile attention`: MACs, FLOPs, latency and memory of LINA's linear attention vs softmax attention.
+"""`lina profile attention` (MACs, FLOPs, latency and memory of linear vs softmax attention) and
+`lina profile pipeline` (end-to-end generation time, phase by phase).
 
-A thin command: parse the sizes, check that the flags fit together, call `models.profiling`, print.
-torch and matplotlib are imported inside the command, so `lina --help` stays fast.
+Thin commands: parse, check that the flags fit together, call `models.profiling` or `models.benchmark`,
+print. torch and matplotlib are imported inside the commands, so `lina --help` stays fast.
 """
 
 from collections.abc import Callable, Iterator
@@ -12,11 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from lina_cli.console import stderr_console, stdout_console
+from lina_cli.console import Printer, stderr_console, stdout_console
 from lina_cli.errors import DeviceUnavailableError
 from lina_cli.framework import typer_factory
-from lina_cli.options import DeviceOpt, DtypeOpt
+from lina_cli.options import CacheDirOpt, DeviceOpt, DtypeOpt
 from lina_cli.settings import resolve_settings
+from models.config import SAMPLING_DEFAULTS
+from models.constants import RELEASED_MODELS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,13 +36,13 @@ PROFILE_EXAMPLES = [
 ]
 
 
-def _epilog() -> str:
-    lines = "\n\n".join(f"  $ {escape(example)}" for example in PROFILE_EXAMPLES)
+def _epilog(examples: list[str]) -> str:
+    lines = "\n\n".join(f"  $ {escape(example)}" for example in examples)
     note = "--dtype and --device can also be set with LINA_DTYPE / LINA_DEVICE or the config files (see `lina config`)."
     return f"[bold]Examples[/bold]\n\n{lines}\n\n{note}"
 
 
-app = typer_factory("Measure what LINA's linear attention costs compared with softmax attention.")
+app = typer_factory("Measure what LINA costs: linear vs softmax attention, and the whole generation pipeline.")
 
 
 # Options of this command only (shared ones come from lina_cli.options). Help text is rich markup, so the
@@ -158,17 +161,17 @@ def attention(
         _print_report(records, stdout_console())
 
 
-app.command(epilog=_epilog())(attention)
+app.command(epilog=_epilog(PROFILE_EXAMPLES))(attention)
 
 
 @contextmanager
-def _spinner() -> Iterator[Callable[[str], None]]:
+def _spinner(label: str = "profiling attention") -> Iterator[Callable[[str], None]]:
     """A status line on stderr while counting and timing, drawn only on a terminal; yields its updater."""
     console = stderr_console()
     if not console.is_terminal:
         yield lambda text: None
         return
-    with console.status("profiling attention…") as status:
+    with console.status(f"{label}…") as status:
         yield lambda text: status.update(escape(text) + "…")
 
 
@@ -316,3 +319,221 @@ def _latency_table(records: list[dict[str, Any]]):
 
 def _scope(record: dict[str, Any], attention: str, scope: str) -> dict[str, Any]:
     return record[attention] if scope == "module" else record[attention][scope]
+
+
+# ----------------------------------------------------------------------------------------------------
+# lina profile pipeline
+# ----------------------------------------------------------------------------------------------------
+
+PIPELINE_EXAMPLES = [
+    "lina profile pipeline -m lina-t2i-1024 --random-init   # the paper's latency setting: 128 AR / 25 steps / CFG 7",
+    "lina profile pipeline -m lina-t2i-1024 --random-init --attention softmax   # the same network, softmax attention",
+    "lina profile pipeline -m lina-c2i-256 --random-init --batch-size 64 --peak-tflops 800 --json c2i.json",
+    "lina profile pipeline -m ./tiny-folder --device cpu --ar-steps 4 --diffusion-steps 2 --repeats 1",
+]
+
+
+def _task_defaults(field: str) -> str:
+    """'t2i 128, c2i 64' for a field of SAMPLING_DEFAULTS (the help cannot drift from the library)."""
+    return ", ".join(f"{task} {getattr(defaults, field):g}" for task, defaults in SAMPLING_DEFAULTS.items())
+
+
+PipelineModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", metavar="CONFIG", show_default=False,
+    help=f"released alias ({', '.join(RELEASED_MODELS)}) or a pipeline folder",
+)]
+RandomInitOpt = Annotated[bool, typer.Option(
+    "--random-init", help="build the architecture with random weights: nothing is loaded or downloaded "
+                          "(weights do not change the time)",
+)]
+AttentionOpt = Annotated[Optional[str], typer.Option(
+    metavar="linear|softmax",
+    help=escape("time the same architecture with this attention (a change needs --random-init) [default: the model's]"),
+)]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="images generated together")]
+ARStepsOpt = Annotated[Optional[int], typer.Option(
+    min=1, show_default=False, help=escape(f"autoregressive steps [default: {_task_defaults('ar_steps')}]")
+)]
+DiffusionStepsOpt = Annotated[Optional[int], typer.Option(
+    min=1, show_default=False,
+    help=escape(f"flow-matching steps per AR step [default: {_task_defaults('diffusion_steps')}]"),
+)]
+CfgOpt = Annotated[Optional[float], typer.Option(
+    show_default=False, help=escape(f"guidance scale [default: {_task_defaults('cfg')}]")
+)]
+CfgMinOpt = Annotated[Optional[float], typer.Option(
+    "--cfg-min", show_default=False,
+    help=escape(f"guidance at the first AR step, ramping to --cfg [default: c2i {SAMPLING_DEFAULTS['c2i'].cfg_min:g} "
+                "when --cfg is unset, else constant]"),
+)]
+PipelineWarmupOpt = Annotated[int, typer.Option(
+    "--warmup", min=0, help="untimed runs first (they also capture the head's CUDA graphs)"
+)]
+PipelineRepeatsOpt = Annotated[int, typer.Option(
+    "--repeats", min=1, help="timed runs; the median, p10-p90 and min-max are reported"
+)]
+DecodeOpt = Annotated[bool, typer.Option("--decode/--no-decode", help="include the VAE decode")]
+PeakTflopsOpt = Annotated[Optional[float], typer.Option(
+    "--peak-tflops", metavar="TFLOP/S", show_default=False,
+    help="the device's peak dense bf16 rate; given, model-FLOPs utilisation (MFU) is reported too",
+)]
+
+
+def pipeline(
+    model: PipelineModelOpt,
+    random_init: RandomInitOpt = False,
+    attention: AttentionOpt = None,
+    batch_size: BatchSizeOpt = 1,
+    ar_steps: ARStepsOpt = None,
+    diffusion_steps: DiffusionStepsOpt = None,
+    cfg: CfgOpt = None,
+    cfg_min: CfgMinOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    warmup: PipelineWarmupOpt = 1,
+    repeats: PipelineRepeatsOpt = 3,
+    decode: DecodeOpt = True,
+    peak_tflops: PeakTflopsOpt = None,
+    cache_dir: CacheDirOpt = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Time the whole generation pipeline, phase by phase, for a released config or a pipeline folder.
+
+    Conditioning and context encoding, the AR loop (image encoder, split into its encoder and decoder
+    halves, and the diffusion head), the VAE decode: median and spread over the timed runs, images/s,
+    peak memory on CUDA, and the achieved TFLOP/s from the closed-form FLOP counts. The text encoder is
+    excluded, as in the paper's latency protocol. This is a benchmark: run it on the GPU you care about.
+    """
+    if attention not in (None, "linear", "softmax"):
+        raise typer.BadParameter(f"{attention!r}: expected linear or softmax", param_hint="--attention")
+    if peak_tflops is not None and not peak_tflops > 0:
+        raise typer.BadParameter(f"{peak_tflops}: expected a positive rate in TFLOP/s", param_hint="--peak-tflops")
+    given = {"dtype": dtype, "device": device, "cache_dir": cache_dir}
+    settings = resolve_settings(given, list(given))
+    dtype, device, cache_dir = (settings[name].value for name in given)
+
+    import torch
+
+    from models.benchmark import CPU_WARNING, benchmark_pipeline, resolve_model, sampling_settings
+    from models.errors import CheckpointMismatchError
+    from models.profiling import TimingSettings, records_to_json, write_json
+
+    try:
+        timing = TimingSettings.resolve(device, dtype, warmup, repeats)
+    except RuntimeError:  # torch.device's parse error
+        message = f"{device!r} is not a device: use cpu, cuda or cuda:N"
+        raise typer.BadParameter(message, param_hint="--device") from None
+    if timing.device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(f"--device {device}: this torch build sees no CUDA GPU")
+    try:
+        target = resolve_model(model, random_init=random_init, attention=attention, cache_dir=cache_dir)
+    except CheckpointMismatchError as error:  # trained weights of the other attention: a flag combination problem
+        raise typer.BadParameter(str(error), param_hint="--attention") from None
+    try:
+        sampling = sampling_settings(target.config.task, ar_steps, diffusion_steps, cfg, cfg_min)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if timing.device.type == "cpu":
+        Printer().warn(CPU_WARNING)
+    if target.path is not None and target.config.is_text_conditioned:
+        # load_pipeline loads Phi-2 (dropped before timing); transformers would draw a bar under the spinner.
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    with _spinner("timing the pipeline") as progress:
+        record = benchmark_pipeline(
+            target, sampling, timing, batch_size=batch_size, decode=decode, peak_tflops=peak_tflops, progress=progress
+        )
+    if json_path == STDOUT:
+        typer.echo(records_to_json([record]), nl=False)
+        return
+    if json_path is not None:
+        write_json([record], json_path)
+    _print_pipeline_report(record, stdout_console())
+
+
+app.command(epilog=_epilog(PIPELINE_EXAMPLES), no_args_is_help=True)(pipeline)
+
+
+_PHASE_LABELS = {
+    "conditioning": "conditioning",
+    "context": "context encoding",
+    "image_encoder": "AR loop: image encoder",
+    "encoder_half": "  encoder half",
+    "decoder_half": "  decoder half",
+    "head": "AR loop: diffusion head",
+    "vae_decode": "VAE decode",
+    "other": "other (orders, set-up, Python)",
+    "ar_loop": "AR loop",
+    "sampling": "sampling (all but the decode)",
+    "total": "total",
+}
+_SUMMARY_PHASES = ("ar_loop", "sampling", "total")  # below the line: sums of the rows above
+
+
+def _print_pipeline_report(record: dict[str, Any], console: "Console") -> None:
+    console.print(_pipeline_table(record))
+    per_image = record["per_image_ms"]
+    per_image_text = f"{per_image / 1000:.3f} s" if per_image >= 1000 else f"{per_image:.1f} ms"
+    parts = [f"{per_image_text} per image", f"{record['images_per_s']:.3g} images/s"]
+    memory = record["memory_mb"]
+    if memory is not None:
+        parts.append(
+            f"peak memory {memory['peak_allocated']:,.0f} MB allocated, {memory['peak_reserved']:,.0f} MB reserved "
+            f"({memory['allocated_before_runs']:,.0f} MB before the runs)"
+        )
+    console.print("[bold]" + escape(" · ".join(parts)) + "[/bold]")
+    achieved = record["achieved_tflops"].get("sampling")
+    if achieved is not None:
+        line = f"sampling at {achieved:.3g} TFLOP/s (closed-form FLOPs / median time)"
+        if record["mfu"] is not None:
+            line += f": MFU {100 * record['mfu']:.1f} % of {record['peak_tflops']:g} TFLOP/s"
+        else:
+            line += "; pass --peak-tflops for the model-FLOPs utilisation"
+        console.print(escape(line))
+    for note in record["notes"]:
+        console.print(f"[dim]{escape(note)}[/dim]")
+    env = record["environment"]
+    gpu = f", driver {env['driver']}, CUDA {env['cuda']}" if "gpu" in env else ""
+    console.print(f"[dim]measured with torch {escape(env['torch'])}{escape(gpu)}[/dim]")
+
+
+def _pipeline_table(record: dict[str, Any]):
+    from rich.table import Table
+
+    timing, sampling = record["timing"], record["sampling"]
+    where = record["environment"].get("gpu", timing["device"])
+    height, width = record["image_size"]
+    guidance = f"CFG {sampling['cfg']:g}" + (
+        f" ramping from {sampling['cfg_min']:g}" if sampling["cfg_min"] is not None else " constant"
+    )
+    title = (
+        f"{record['model']} ({record['task']} {height}×{width}, {record['attention']} attention, {record['weights']} "
+        f"weights) on {where}, batch {record['batch_size']}, {timing['dtype']}\n"
+        f"{sampling['ar_steps']} AR steps ({sampling['ar_steps_run']} non-empty), {sampling['diffusion_steps']} "
+        f"diffusion steps, {guidance}; median of {timing['repeats']} runs after {timing['warmup']} warm-up "
+        f"({timing['clock']})"
+    )
+    table = Table(title=escape(title))
+    for header in ("phase", "median ms", "p10–p90 ms", "min–max ms", "share", "ms / image", "FLOPs", "achieved"):
+        table.add_column(header, justify="left" if header == "phase" else "right")
+    phases, total = record["phases_ms"], record["phases_ms"]["total"]["median"]
+    for name, label in _PHASE_LABELS.items():
+        if name not in phases:
+            continue
+        if name == _SUMMARY_PHASES[0]:
+            table.add_section()
+        stats = phases[name]
+        flops = record["flops"].get(name)
+        rate = record["achieved_tflops"].get(name)
+        table.add_row(
+            label,
+            f"{stats['median']:.2f}",
+            f"{stats['p10']:.2f}–{stats['p90']:.2f}",
+            f"{stats['min']:.2f}–{stats['max']:.2f}",
+            f"{100 * stats['median'] / total:.1f} %",
+            f"{stats['median'] / record['batch_size']:.2f}",
+            _si(flops, "FLOP") if flops else "—",
+            _si(rate * 1e12, "FLOP/s") if rate else "—",
+        )
+    return table

@@ -121,3 +121,82 @@ def test_timing_defaults_in_the_help_match_the_library():
     cuda, cpu = TIMING_DEFAULTS["cuda"], TIMING_DEFAULTS["cpu"]
     assert f"{cuda['warmup']} on CUDA, {cpu['warmup']} on CPU" in params["warmup"]
     assert f"{cuda['repeats']} on CUDA, {cpu['repeats']} on CPU" in params["repeats"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# lina profile pipeline
+# ----------------------------------------------------------------------------------------------------
+
+PIPELINE_FAST = ["--device", "cpu", "--warmup", "0", "--repeats", "1", "--ar-steps", "2", "--diffusion-steps", "2"]
+
+
+def test_pipeline_json_on_stdout_for_a_folder(lina, tiny_c2i_folder):
+    result = lina("profile", "pipeline", "-m", tiny_c2i_folder, *PIPELINE_FAST, "-b", "2", "--json", "-")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)  # nothing but JSON on stdout
+    assert (record["model"], record["weights"], record["task"], record["batch_size"]) == (
+        str(tiny_c2i_folder), "loaded", "c2i", 2
+    )
+    assert record["sampling"] == {"ar_steps": 2, "ar_steps_run": 2, "diffusion_steps": 2, "cfg": 2.4, "cfg_min": 1.0}
+    assert set(record["phases_ms"]) >= {"conditioning", "context", "encoder_half", "decoder_half", "head", "vae_decode"}
+    assert "not representative" in result.stderr
+
+
+def test_pipeline_table_for_random_softmax_weights(lina, tiny_t2i_folder, tmp_path):
+    result = lina(
+        "profile", "pipeline", "-m", tiny_t2i_folder, "--random-init", "--attention", "softmax", *PIPELINE_FAST,
+        "--peak-tflops", "2", "--json", tmp_path / "t2i.json",
+    )
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((tmp_path / "t2i.json").read_text())
+    assert (record["weights"], record["attention"]) == ("random", "softmax")
+    expected = (
+        "softmax attention, random weights", "AR loop: image encoder", "encoder half", "decoder half",
+        "AR loop: diffusion head", "VAE decode", "per image", "images/s", "MFU", "text encoder excluded",
+    )
+    text = " ".join(result.stdout.split())
+    assert all(part in text for part in expected), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--attention", "flash"], "expected linear or softmax"),
+        (["--attention", "softmax"], "--random-init"),  # trained linear weights cannot run softmax attention
+        (["--peak-tflops", "0"], "positive rate"),
+        (["--cfg", "nan"], "finite"),
+        (["--batch-size", "0"], "greater than or equal to 1"),
+        (["--device", "tpu?"], "not a device"),
+    ],
+)
+def test_pipeline_bad_options_are_usage_errors(lina, tiny_c2i_folder, args, message):
+    result = lina("profile", "pipeline", "-m", tiny_c2i_folder, "--device", "cpu", *args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_pipeline_alias_without_weights_points_to_random_init(lina, tmp_path):
+    result = lina("profile", "pipeline", "-m", "lina-c2i-256", "--device", "cpu", "--cache-dir", tmp_path / "empty")
+    assert result.exit_code == 1
+    assert "--random-init" in result.stderr and "lina download lina-c2i-256" in result.stderr
+
+
+def test_pipeline_random_init_needs_an_alias_or_a_folder(lina):
+    result = lina("profile", "pipeline", "-m", "someone/some-model", "--random-init", "--device", "cpu")
+    assert result.exit_code == 1
+    assert "released alias" in result.stderr and "hint:" in result.stderr
+
+
+def test_pipeline_help_without_torch_and_bare_command_prints_help(lina):
+    code = (
+        "import sys\nfrom lina_cli.app import app\n"
+        "try:\n    app(['profile', 'pipeline', '--help'], prog_name='lina')\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env={"COLUMNS": "200", "PATH": ""}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "$ lina profile pipeline" in done.stdout and "t2i 128, c2i 64" in done.stdout
+    assert done.stdout.strip().endswith("NO-TORCH")
+    assert "Usage" in lina("profile", "pipeline").output
