@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.config import SAMPLING_DEFAULTS, TransformerConfig, VAEConfig, released_transformer_config
+from models.config import TransformerConfig, VAEConfig, released_transformer_config
 from models.constants import CONFIG_NAME, RELEASED_MODELS, TRANSFORMER_FOLDER, VAE_FOLDER
 from models.cuda_graphs import HeadGraphCache
 from models.embeddings import TIMESTEP_FEATURES
@@ -53,7 +53,7 @@ from models.sampler import (
 )
 from models.scheduler import FlowMatchEulerScheduler
 from models.transformer import ImageEncoder, LinaTransformer
-from models.vae import AutoencoderKL
+from models.vae import AutoencoderKL, vae_compute_dtype
 
 CONDITIONING = "conditioning"
 ENCODER_HALF, DECODER_HALF = "encoder_half", "decoder_half"
@@ -152,11 +152,6 @@ class PipelineParts:
     scheduler: FlowMatchEulerScheduler
 
 
-def _vae_dtype(dtype: torch.dtype, vae_config: VAEConfig) -> torch.dtype:
-    # The rule `load_pipeline` applies: SDXL's VAE overflows in float16, so it decodes in float32 then.
-    return torch.float32 if dtype == torch.float16 and vae_config.force_upcast else dtype
-
-
 @torch.no_grad()
 def _random_module(
     module_class: type[nn.Module], config: Any, device: torch.device, dtype: torch.dtype, generator: torch.Generator
@@ -204,7 +199,7 @@ def random_init_pipeline(
     dtype = resolve_dtype(dtype, device)
     generator = torch.Generator(device).manual_seed(seed)
     transformer = _random_module(LinaTransformer, config, device, dtype, generator)
-    vae = _random_module(AutoencoderKL, vae_config, device, _vae_dtype(dtype, vae_config), generator)
+    vae = _random_module(AutoencoderKL, vae_config, device, vae_compute_dtype(dtype, vae_config), generator)
     return PipelineParts(transformer, vae, FlowMatchEulerScheduler())
 
 
@@ -217,24 +212,6 @@ def build_pipeline(model: BenchmarkModel, device: torch.device, dtype: torch.dty
         return random_init_pipeline(model.config, model.vae_config, device, dtype)
     pipe = load_pipeline(model.path, device=device, dtype=dtype, attention=model.config.attention)
     return PipelineParts(pipe.transformer, pipe.vae, pipe.scheduler)
-
-
-def sampling_settings(
-    task: str,
-    ar_steps: int | None = None,
-    diffusion_steps: int | None = None,
-    cfg: float | None = None,
-    cfg_min: float | None = None,
-) -> SamplingSettings:
-    """Unset options from `SAMPLING_DEFAULTS[task]`, by `LinaPipeline.sampling_settings`' rule (an unset
-    `cfg_min` is the task's ramp start only when `cfg` is unset too)."""
-    defaults = SAMPLING_DEFAULTS[task]
-    return SamplingSettings(
-        ar_steps=ar_steps or defaults.ar_steps,
-        diffusion_steps=diffusion_steps or defaults.diffusion_steps,
-        cfg=defaults.cfg if cfg is None else cfg,
-        cfg_min=cfg_min if cfg_min is not None else (defaults.cfg_min if cfg is None else None),
-    )
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from models.config import SAMPLING_DEFAULTS, TransformerConfig
+from models.config import TransformerConfig, VAEConfig
 from models.cuda_graphs import HeadGraphCache
 from models.constants import (
     CONFIG_NAME,
@@ -34,10 +34,10 @@ from models.errors import (
 )
 from models.hub import repo_id_for
 from models.loading import read_json, resolve_model_path, write_json_atomic
-from models.sampler import SamplingSettings, sample_latents
+from models.sampler import SamplingSettings, sampling_settings_for, sample_latents
 from models.scheduler import FlowMatchEulerScheduler
 from models.transformer import LinaTransformer
-from models.vae import AutoencoderKL
+from models.vae import AutoencoderKL, vae_compute_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -153,18 +153,8 @@ class LinaPipeline:
         cfg: float | None = None,
         cfg_min: float | None = None,
     ) -> SamplingSettings:
-        """Fill unset sampler options from the task's defaults.
-
-        Unset, `cfg_min` is the task's default ramp start when `cfg` is unset too (c2i ramps 1 → 2.4),
-        and equals `cfg` (constant guidance) when only `cfg` is given.
-        """
-        defaults = SAMPLING_DEFAULTS[self.task]
-        return SamplingSettings(
-            ar_steps=ar_steps or defaults.ar_steps,
-            diffusion_steps=diffusion_steps or defaults.diffusion_steps,
-            cfg=defaults.cfg if cfg is None else cfg,
-            cfg_min=cfg_min if cfg_min is not None else (defaults.cfg_min if cfg is None else None),
-        )
+        """Unset sampler options filled with this task's defaults (`models.sampler.sampling_settings_for`)."""
+        return sampling_settings_for(self.task, ar_steps, diffusion_steps, cfg, cfg_min)
 
     # ----------------------------------------------------------------------------- generation ----
 
@@ -341,10 +331,8 @@ def load_pipeline(
 
     transformer = LinaTransformer.from_pretrained(path / TRANSFORMER_FOLDER, device=device, dtype=dtype, attention=attention)
     vae_folder = path / VAE_FOLDER
-    vae_config = read_json(vae_folder / CONFIG_NAME, "vae")
-    # SDXL's VAE overflows in float16 (diffusers' `force_upcast`); bf16 and fp32 decode as the reference does.
-    vae_dtype = torch.float32 if dtype == torch.float16 and vae_config.get("force_upcast", True) else dtype
-    vae = AutoencoderKL.from_pretrained(vae_folder, device=device, dtype=vae_dtype)
+    vae_config = VAEConfig.from_dict(read_json(vae_folder / CONFIG_NAME, "vae"))
+    vae = AutoencoderKL.from_pretrained(vae_folder, device=device, dtype=vae_compute_dtype(dtype, vae_config))
     if (vae.config.stride, vae.config.latent_channels) != (transformer.config.image_stride, transformer.config.image_dim):
         raise CheckpointMismatchError(
             f"{vae_folder} has stride {vae.config.stride} and {vae.config.latent_channels} latent channels, but the "

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import torch
 
+from models.config import SAMPLING_DEFAULTS
 from models.cuda_graphs import HeadGraphCache
 from models.diffusion_head import DiffusionHead
 from models.embeddings import patchify, unpatchify
@@ -40,6 +41,27 @@ class SamplingSettings:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name}={value} must be a finite number")
+
+
+def sampling_settings_for(
+    task: str,
+    ar_steps: int | None = None,
+    diffusion_steps: int | None = None,
+    cfg: float | None = None,
+    cfg_min: float | None = None,
+) -> SamplingSettings:
+    """Fill unset sampler options from the task's paper defaults (`models.config.SAMPLING_DEFAULTS`).
+
+    Unset, `cfg_min` is the task's default ramp start when `cfg` is unset too (c2i ramps 1 → 2.4), and
+    equals `cfg` (constant guidance) when only `cfg` is given.
+    """
+    defaults = SAMPLING_DEFAULTS[task]
+    return SamplingSettings(
+        ar_steps=ar_steps or defaults.ar_steps,
+        diffusion_steps=diffusion_steps or defaults.diffusion_steps,
+        cfg=defaults.cfg if cfg is None else cfg,
+        cfg_min=cfg_min if cfg_min is not None else (defaults.cfg_min if cfg is None else None),
+    )
 
 
 # The phases `sample_latents` shows a `PhaseTimer` (`models.benchmark` times them).

@@ -33,6 +33,15 @@ def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
 # ----------------------------------------------------------------------------------------------------
 
 
+def vae_compute_dtype(dtype: torch.dtype, config: VAEConfig) -> torch.dtype:
+    """The dtype a VAE runs in for a pipeline of `dtype`.
+
+    SDXL's VAE overflows in float16 (diffusers' `force_upcast`), so it runs in float32 then; bf16 and fp32
+    decode in the pipeline dtype, as the reference does.
+    """
+    return torch.float32 if dtype == torch.float16 and config.force_upcast else dtype
+
+
 class ResnetBlock(nn.Module):
     """GroupNorm → SiLU → 3×3 conv, twice, plus a shortcut (a 1×1 conv only when the width changes)."""
 

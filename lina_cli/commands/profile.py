@@ -414,7 +414,8 @@ def pipeline(
 
     import torch
 
-    from models.benchmark import CPU_WARNING, benchmark_pipeline, resolve_model, sampling_settings
+    from models.benchmark import CPU_WARNING, benchmark_pipeline, resolve_model
+    from models.sampler import sampling_settings_for
     from models.errors import CheckpointMismatchError
     from models.profiling import TimingSettings, records_to_json, write_json
 
@@ -430,7 +431,7 @@ def pipeline(
     except CheckpointMismatchError as error:  # trained weights of the other attention: a flag combination problem
         raise typer.BadParameter(str(error), param_hint="--attention") from None
     try:
-        sampling = sampling_settings(target.config.task, ar_steps, diffusion_steps, cfg, cfg_min)
+        sampling = sampling_settings_for(target.config.task, ar_steps, diffusion_steps, cfg, cfg_min)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     if timing.device.type == "cpu":

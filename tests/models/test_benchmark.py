@@ -24,14 +24,12 @@ from models.benchmark import (
     random_conditions,
     random_init_pipeline,
     resolve_model,
-    sampling_settings,
     time_pipeline,
     timed_halves,
 )
 from models.config import released_transformer_config
 from models.constants import RELEASED_MODELS
 from models.errors import CheckpointMismatchError, InvalidConfigError, ModelNotFoundError, WeightsNotCachedError
-from models.pipeline import load_pipeline
 from models.profiling import TimingSettings, count_flops
 from models.sampler import PHASE_CONTEXT, PHASE_HEAD, PHASE_IMAGE_ENCODER, SamplingSettings, sample_latents
 from tests.factories import tiny_transformer_config, tiny_vae_config
@@ -104,14 +102,6 @@ def test_resolution_errors_name_the_fix(tiny_c2i_folder, tmp_path):
         resolve_model(tiny_c2i_folder, random_init=True, attention="flash")
     folder_softmax = resolve_model(tiny_c2i_folder, random_init=True, attention="softmax")
     assert folder_softmax.config.attention == "softmax" and folder_softmax.vae_config is not None
-
-
-def test_sampling_settings_follow_the_pipeline_rule(tiny_c2i_folder, tiny_t2i_folder):
-    """The benchmark fills unset options exactly as LinaPipeline.sampling_settings does."""
-    for folder in (tiny_c2i_folder, tiny_t2i_folder):
-        pipe = load_pipeline(folder, device="cpu")
-        for options in [(None, None, None, None), (None, 5, 3.0, None), (7, None, None, 1.5), (None, None, 1.0, 1.0)]:
-            assert sampling_settings(pipe.task, *options) == pipe.sampling_settings(*options), options
 
 
 def test_bad_options_are_refused_before_timing():
