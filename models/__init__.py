@@ -12,7 +12,7 @@ _EXPORTS = {
     "ImageRequest": "models.pipeline",
     "GenerationOutput": "models.pipeline",
     "ModelSource": "models.pipeline",
-    "SamplingSettings": "models.sampler",
+    "SamplingSettings": "models.config",
     "LinaTransformer": "models.transformer",
     "TransformerConfig": "models.config",
     "VAEConfig": "models.config",

@@ -7,8 +7,9 @@ where the VAE needs `_class_name` to tell the SDXL layout from the MAR one.
 """
 
 import dataclasses
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from models.errors import InvalidConfigError, UnknownArchError
@@ -376,17 +377,31 @@ def released_transformer_config(task: Literal["t2i", "c2i"], resolution: int) ->
     raise InvalidConfigError(f"no released LINA model for task={task!r} at {resolution}px")
 
 
+# ----------------------------------------------------------------------------------------------------
+# Sampler settings
+# ----------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class SamplingDefaults:
-    """Sampler settings of the paper's published runs (spec §3.12); one table for the API and the CLI."""
+class SamplingSettings:
+    """Sampler knobs. `cfg_min` None means constant guidance; otherwise it ramps linearly to `cfg`."""
 
     ar_steps: int
     diffusion_steps: int
     cfg: float
-    cfg_min: float | None = field(default=None)  # None: constant CFG (= cfg)
+    cfg_min: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ar_steps < 1 or self.diffusion_steps < 1:
+            raise ValueError(f"ar_steps={self.ar_steps} and diffusion_steps={self.diffusion_steps} must be ≥ 1")
+        for name in ("cfg", "cfg_min"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name}={value} must be a finite number")
 
 
+# The settings of the paper's published runs (spec §3.12); one table for the API and the CLI.
 SAMPLING_DEFAULTS = {
-    "t2i": SamplingDefaults(ar_steps=128, diffusion_steps=25, cfg=7.0),  # GenEval runs
-    "c2i": SamplingDefaults(ar_steps=64, diffusion_steps=25, cfg=2.4, cfg_min=1.0),  # FID-50k run
+    "t2i": SamplingSettings(ar_steps=128, diffusion_steps=25, cfg=7.0),  # GenEval runs
+    "c2i": SamplingSettings(ar_steps=64, diffusion_steps=25, cfg=2.4, cfg_min=1.0),  # FID-50k run
 }

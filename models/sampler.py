@@ -11,36 +11,17 @@ Shapes: B images, L tokens, n tokens predicted this step, p²C values per token,
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
 import torch
 
-from models.config import SAMPLING_DEFAULTS
+from models.config import SAMPLING_DEFAULTS, SamplingSettings
 from models.cuda_graphs import HeadGraphCache
 from models.diffusion_head import DiffusionHead
 from models.embeddings import patchify, unpatchify
 from models.scheduler import FlowMatchEulerScheduler
 from models.transformer import LinaTransformer
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Sampler knobs. `cfg_min` None means constant guidance; otherwise it ramps linearly to `cfg`."""
-
-    ar_steps: int
-    diffusion_steps: int
-    cfg: float
-    cfg_min: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.ar_steps < 1 or self.diffusion_steps < 1:
-            raise ValueError(f"ar_steps={self.ar_steps} and diffusion_steps={self.diffusion_steps} must be ≥ 1")
-        for name in ("cfg", "cfg_min"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name}={value} must be a finite number")
 
 
 def sampling_settings_for(
