@@ -1,0 +1,33 @@
+"""The public Python API and the CLI command names are pinned: changing them is a deliberate act."""
+
+import models
+
+PUBLIC_MODELS_API = [
+    "GenerationOutput",
+    "ImageRequest",
+    "LinaError",
+    "LinaPipeline",
+    "LinaTransformer",
+    "ModelSource",
+    "SamplingSettings",
+    "SchedulerConfig",
+    "TransformerConfig",
+    "VAEConfig",
+    "load_pipeline",
+]
+
+
+def test_models_exports_exactly_the_public_api():
+    assert models.__all__ == PUBLIC_MODELS_API
+    for name in PUBLIC_MODELS_API:
+        assert getattr(models, name) is not None
+
+
+def test_cli_commands():
+    from typer.main import get_command
+
+    from lina_cli.app import app
+
+    group = get_command(app)
+    assert sorted(group.commands) == ["config", "download", "generate", "info", "models", "profile"]
+    assert sorted(group.commands["profile"].commands) == ["attention", "pipeline"]
