@@ -1,0 +1,64 @@
+"""Kernel-test set-up: where the fused kernels can run, NaN-filled `torch.empty`, relative RMS.
+
+Without CUDA the kernels run in Triton's CPU interpreter, which must be switched on (TRITON_INTERPRET=1) before
+triton is first imported: `triton.jit` picks interpreted or compiled when it decorates a function, and that
+includes triton.language's own jit helpers (`tl.zeros`, `tl.sum`), decorated when triton is imported
+(triton 3.8, `runtime/jit.py`). Importing torch does not import triton, but `torch.utils.flop_counter` does,
+and `models.profiling` imports that while tests/cli is collected, long before this file runs. No in-process
+switch is reliable then, so on a machine without CUDA the fused tests run in a child pytest started with
+TRITON_INTERPRET=1 (`test_fused_kernels_in_triton_interpreter`); running `TRITON_INTERPRET=1 pytest tests/ops`
+directly runs them in-process.
+"""
+
+import importlib
+
+import pytest
+import torch
+
+FUSED_MODULE = "models.ops.linear_attn.fused"
+
+
+def _fused_kernel_mode() -> str:
+    """'compiled' (CUDA), 'interpreted' (TRITON_INTERPRET=1 from the start), 'subprocess' or 'missing' (no Triton)."""
+    try:
+        importlib.import_module("triton")
+    except ImportError:
+        return "missing"
+    if importlib.import_module(FUSED_MODULE).INTERPRETED:
+        return "interpreted"
+    return "compiled" if torch.cuda.is_available() else "subprocess"
+
+
+FUSED_KERNEL_MODE = _fused_kernel_mode()
+
+
+@pytest.fixture(autouse=True)
+def nan_filled_empty(monkeypatch):
+    """Make torch.empty/empty_like return NaN-filled float tensors, so reading unwritten memory shows (fla's idea)."""
+
+    def filled_with_nan(factory):
+        def factory_filled(*args, **kwargs):
+            tensor = factory(*args, **kwargs)
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
+            return tensor
+
+        return factory_filled
+
+    monkeypatch.setattr(torch, "empty", filled_with_nan(torch.empty))
+    monkeypatch.setattr(torch, "empty_like", filled_with_nan(torch.empty_like))
+
+
+def relative_rms(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """‖actual − expected‖_rms / ‖expected‖_rms, computed in float64."""
+    actual, expected = actual.double(), expected.double()
+    return ((actual - expected).pow(2).mean().sqrt() / expected.pow(2).mean().sqrt().clamp_min(1e-300)).item()
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, tolerance: float, what: str) -> None:
+    """Fail on a shape mismatch, NaN/inf, or a relative-RMS error above `tolerance`; report the max abs error too."""
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert torch.isfinite(actual).all(), f"{what}: non-finite values (uninitialised or unmasked reads?)"
+    error = relative_rms(actual, expected)
+    max_abs = (actual.double() - expected.double()).abs().max().item()
+    assert error <= tolerance, f"{what}: relative RMS error {error:.3e} > {tolerance:.1e} (max abs error {max_abs:.3e})"
