@@ -8,40 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ReLU(x) + 1e-6 is the feature map φ, and 1e-6 also guards the normaliser's division (spec §3.6).
-FEATURE_EPS = 1e-6
-NORMALISER_EPS = 1e-6
+from models.ops.linear_attn.reference import FEATURE_EPS, NORMALISER_EPS, linear_attention, linear_attention_qkv
+
+__all__ = ["DW_CONV_KERNEL", "FEATURE_EPS", "NORMALISER_EPS", "LinearAttention", "SoftmaxAttention", "linear_attention"]
+
 DW_CONV_KERNEL = 5  # depthwise conv of the decoder blocks: 5×5, zero padding 2 (spec §3.7)
-
-
-def linear_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_scale: torch.Tensor | None = None,
-    value_scale: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Division-normalised bidirectional linear attention on feature-mapped inputs.
-
-    o_i = [φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / N] / [φ(q_i)ᵀ mean_j φ(k_j) + ε], with the optional KV gate scaling
-    k_j and v_j per head and position first. The two N^-½ factors and ε are kept exactly as the reference
-    applies them: N cancels except inside ε, so dropping them would change results slightly.
-
-    Args:
-        q, k: φ-mapped queries and keys, [B, H, N, d], float32.
-        v: values, [B, H, N, d], float32.
-        key_scale, value_scale: KV gates, [1, H, N, 1], or None (encoder blocks).
-
-    Returns:
-        [B, H, N, d] float32.
-    """
-    seq_len = q.shape[-2]
-    if key_scale is not None:
-        k = k * key_scale
-        v = v * value_scale
-    normaliser = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + NORMALISER_EPS)  # [B, H, N, 1]
-    state = (k.transpose(-2, -1) * seq_len**-0.5) @ (v * seq_len**-0.5)  # [B, H, d, d]
-    return q @ state * normaliser
 
 
 class LinearAttention(nn.Module):
@@ -58,6 +29,9 @@ class LinearAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.token_grid = token_grid
+        # The op from the qkv projection to the head-merged output: the plain reference, or the fused Triton
+        # kernel (`LinaTransformer.set_attention_kernel`). Not a parameter: never saved.
+        self.kernel = linear_attention_qkv
         if gate_len is not None:
             self.key_scale = nn.Parameter(torch.ones(1, num_heads, gate_len, 1))
             self.value_scale = nn.Parameter(torch.ones(1, num_heads, gate_len, 1))
@@ -69,14 +43,10 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, N, D] → [B, N, D]."""
-        batch, seq_len, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, seq_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        # φ is applied in the compute dtype and the core runs in float32, as the reference does
-        # ("necessary for NaN-free training"); the result is cast back before `proj`.
-        q, k = F.relu(q) + FEATURE_EPS, F.relu(k) + FEATURE_EPS  # [B, H, N, d]
         gates = (self.key_scale, self.value_scale) if self.is_decoder else (None, None)
-        out = linear_attention(q.float(), k.float(), v.float(), *gates)
-        out = out.transpose(1, 2).reshape(batch, seq_len, dim).to(x.dtype)  # [B, N, D]
+        # φ is applied in the compute dtype and the core runs in float32, as the reference does
+        # ("necessary for NaN-free training"); the result comes back in the compute dtype before `proj`.
+        out = self.kernel(self.qkv(x), self.num_heads, *gates)  # [B, N, D]
         if self.is_decoder:
             out = self._add_conv_branch(out, x)
         return self.proj(out)

@@ -312,6 +312,7 @@ def load_pipeline(
     offline: bool | None = None,
     cache_dir: str | Path | None = None,
     attention: str | None = None,
+    attention_kernel: str = "reference",
 ) -> LinaPipeline:
     """Load a LINA pipeline from a folder, a released alias or a hub repo id.
 
@@ -323,6 +324,8 @@ def load_pipeline(
         offline: use only the local Hugging Face cache (None reads HF_HUB_OFFLINE).
         cache_dir: Hugging Face hub cache (None: HF_HUB_CACHE / HF_HOME).
         attention: override the transformer's attention type ("linear" or "softmax").
+        attention_kernel: "reference" (bit-identical to the authors' code) or "fused" (Triton, CUDA only;
+            equal up to bf16 rounding).
     """
     path = resolve_model_path(name_or_path, revision=revision, offline=offline, cache_dir=cache_dir)
     read_json(path / MODEL_INDEX_NAME, "pipeline")  # proves this is a pipeline folder; its module strings are not used
@@ -330,6 +333,9 @@ def load_pipeline(
     dtype = resolve_dtype(dtype, device)
 
     transformer = LinaTransformer.from_pretrained(path / TRANSFORMER_FOLDER, device=device, dtype=dtype, attention=attention)
+    if attention_kernel != "reference" and device.type != "cuda":
+        raise ValueError(f"attention_kernel={attention_kernel!r} runs on CUDA only; this pipeline is on {device}")
+    transformer.set_attention_kernel(attention_kernel)
     vae_folder = path / VAE_FOLDER
     vae_config = VAEConfig.from_dict(read_json(vae_folder / CONFIG_NAME, "vae"))
     vae = AutoencoderKL.from_pretrained(vae_folder, device=device, dtype=vae_compute_dtype(dtype, vae_config))

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from models.attention import LinearAttention, SoftmaxAttention
+from models.errors import LinaError
+from models.ops.linear_attn.reference import linear_attention_qkv
 from models.config import MLP_RATIO, TransformerConfig
 from models.constants import CONFIG_NAME
 from models.diffusion_head import DiffusionHead
@@ -228,6 +230,27 @@ class LinaTransformer(nn.Module):
         folder = Path(folder)
         write_json_atomic(folder / CONFIG_NAME, {"_class_name": "NOVATransformer3DModel", **self.config.to_dict()})
         save_weights(self, folder)
+
+    def set_attention_kernel(self, kind: str) -> None:
+        """Choose the op of every linear-attention layer.
+
+        Args:
+            kind: "reference" (plain PyTorch, the default: bit-identical to the authors' code) or "fused"
+                (the Triton kernel of `models.ops.linear_attn`, CUDA only: the same results up to bf16
+                rounding, with no float32 copies of q, k and v).
+        """
+        if kind == "reference":
+            op = linear_attention_qkv
+        elif kind == "fused":
+            try:
+                from models.ops.linear_attn import linear_attention_qkv as op
+            except ImportError as error:
+                raise LinaError(f"the fused attention kernel needs Triton, which cannot be imported: {error}") from error
+        else:
+            raise ValueError(f"attention kernel {kind!r}: expected 'reference' or 'fused'")
+        for module in self.modules():
+            if isinstance(module, LinearAttention):
+                module.kernel = op
 
     def num_parameters(self) -> int:
         """Trainable parameters (the `text_embed.weight` buffer is not one)."""

@@ -44,7 +44,7 @@ import torch
 import triton
 import triton.language as tl
 
-from models.attention import FEATURE_EPS, NORMALISER_EPS
+from models.ops.linear_attn.reference import FEATURE_EPS, NORMALISER_EPS
 
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 MAX_HEAD_DIM = 128  # the d×d float32 state of one (b, h) lives in registers; d = 96 in the released models

@@ -1,9 +1,9 @@
-"""Plain-PyTorch reference of the fused linear-attention op: qkv projection output in, head-merged output out.
+"""LINA's linear attention in plain PyTorch: the readable reference, and the model's default op.
 
-It wraps `models.attention.linear_attention` with exactly the split, feature map and reshape that
-`LinearAttention.forward` applies around it (spec §3.6-3.7), so its result is bit-identical to that forward
-before the conv branch and `proj`. The fused Triton kernel in `fused.py` has the same signature and is tested
-against this function.
+`linear_attention` is the division-normalised core; `linear_attention_qkv` adds the split, feature map and
+reshape around it, from the qkv projection output to the head-merged output (spec §3.6-3.7). Both follow the
+authors' operation order and dtypes exactly, so images match theirs bit for bit. The fused Triton kernel in
+`fused.py` has the same signature as `linear_attention_qkv` and is tested against it.
 
 Shapes use the spec's letters: B batch, N sequence, H heads, d head dim, D = H·d.
 """
@@ -11,7 +11,40 @@ Shapes use the spec's letters: B batch, N sequence, H heads, d head dim, D = H·
 import torch
 import torch.nn.functional as F
 
-from models.attention import FEATURE_EPS, linear_attention
+# ReLU(x) + 1e-6 is the feature map φ, and 1e-6 also guards the normaliser's division (spec §3.6).
+FEATURE_EPS = 1e-6
+NORMALISER_EPS = 1e-6
+
+
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_scale: torch.Tensor | None = None,
+    value_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Division-normalised bidirectional linear attention on feature-mapped inputs.
+
+    o_i = [φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / N] / [φ(q_i)ᵀ mean_j φ(k_j) + ε], with the optional KV gate scaling
+    k_j and v_j per head and position first. The two N^-½ factors and ε are kept exactly as the reference
+    applies them: N cancels except inside ε, so dropping them would change results slightly.
+
+    Args:
+        q, k: φ-mapped queries and keys, [B, H, N, d], float32.
+        v: values, [B, H, N, d], float32.
+        key_scale, value_scale: KV gates, [1, H, N, 1], or None (encoder blocks).
+
+    Returns:
+        [B, H, N, d] float32.
+    """
+    seq_len = q.shape[-2]
+    if key_scale is not None:
+        k = k * key_scale
+        v = v * value_scale
+    normaliser = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + NORMALISER_EPS)  # [B, H, N, 1]
+    state = (k.transpose(-2, -1) * seq_len**-0.5) @ (v * seq_len**-0.5)  # [B, H, d, d]
+    return q @ state * normaliser
+
 
 
 def linear_attention_qkv(
