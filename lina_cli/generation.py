@@ -13,7 +13,8 @@ from lina_cli import __version__
 from lina_cli.errors import OutputError
 from lina_cli.metadata import METADATA_KEY, ImageMetadata
 from lina_cli.outputs import is_finished, latents_path, save_png
-from lina_cli.requests import ImageJob, check_class_labels
+from lina_cli.requests import ImageJob
+from models.config import check_class_labels
 from models.errors import InvalidPromptError
 
 if TYPE_CHECKING:

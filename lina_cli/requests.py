@@ -81,14 +81,6 @@ def parse_class_ids(values: list[str]) -> list[int]:
     return labels
 
 
-def check_class_labels(labels: list[int], num_classes: int) -> None:
-    """Raise InvalidClassLabelError naming every id outside 0..num_classes-1."""
-    bad = sorted({label for label in labels if not 0 <= label < num_classes})
-    if bad:
-        shown = ", ".join(str(label) for label in bad[:10]) + (", …" if len(bad) > 10 else "")
-        raise InvalidClassLabelError(f"class id(s) {shown} out of range: this model knows classes 0-{num_classes - 1}")
-
-
 def read_prompts_file(path: Path) -> list[Condition]:
     """Read prompts: `.jsonl` = one JSON object per line, anything else = one prompt per non-blank line.
 

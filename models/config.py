@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from models.errors import InvalidConfigError, UnknownArchError
+from models.errors import InvalidClassLabelError, InvalidConfigError, UnknownArchError
 
 # Heads of the widths the reference registry names; any other width gets width // HEAD_WIDTH heads.
 REGISTRY_HEADS = {768: 12, 1024: 16, 1536: 16}
@@ -240,6 +240,14 @@ class TransformerConfig:
                 f"video_base_size[1:]={list(self.video_base_size[1:])} must equal the context grid "
                 f"{list(self.context_grid)} of image_size={list(self.image_size)}"
             )
+
+
+def check_class_labels(labels: list[int], num_classes: int) -> None:
+    """Raise InvalidClassLabelError naming every id outside 0..num_classes-1 (the null row is not a class)."""
+    bad = sorted({label for label in labels if not isinstance(label, int) or not 0 <= label < num_classes})
+    if bad:
+        shown = ", ".join(str(label) for label in bad[:10]) + (", …" if len(bad) > 10 else "")
+        raise InvalidClassLabelError(f"class id(s) {shown} out of range: this model knows classes 0-{num_classes - 1}")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from models.config import TransformerConfig, VAEConfig
+from models.config import TransformerConfig, VAEConfig, check_class_labels
 from models.cuda_graphs import HeadGraphCache
 from models.constants import (
     CONFIG_NAME,
@@ -27,7 +27,6 @@ from models.constants import (
 )
 from models.errors import (
     CheckpointMismatchError,
-    InvalidClassLabelError,
     InvalidPromptError,
     MissingComponentError,
     UnsupportedSizeError,
@@ -171,11 +170,7 @@ class LinaPipeline:
                 self.transformer.condition_tokens_from_text(negatives),
             )
         labels = [r.class_label for r in requests]
-        bad = [label for label in labels if not isinstance(label, int) or not 0 <= label < self.config.num_classes]
-        if bad:
-            raise InvalidClassLabelError(
-                f"class label(s) {bad} out of range: this model knows classes 0..{self.config.num_classes - 1}"
-            )
+        check_class_labels(labels, self.config.num_classes)
         labels_tensor = torch.tensor(labels, device=self.device)
         null = torch.full_like(labels_tensor, self.transformer.null_class)
         return (

@@ -8,11 +8,11 @@ from lina_cli.errors import PromptsFileError
 from lina_cli.requests import (
     Condition,
     build_jobs,
-    check_class_labels,
     gather_conditions,
     parse_class_ids,
     read_prompts_file,
 )
+from models.config import check_class_labels
 from models.errors import InvalidClassLabelError, InvalidPromptError
 
 

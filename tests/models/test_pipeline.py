@@ -126,7 +126,7 @@ def test_bf16_runs_on_cpu(tiny_c2i_folder):
 
 
 def test_class_label_out_of_range(c2i):
-    with pytest.raises(InvalidClassLabelError, match=r"0\.\.999"):
+    with pytest.raises(InvalidClassLabelError, match="0-999"):
         c2i(class_labels=[1000], seed=0)
     with pytest.raises(InvalidClassLabelError):
         c2i(class_labels=[-1], seed=0)
