@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.config import TransformerConfig
+from tests.numerics import relative_rms
 
 # Relative-RMS bounds per compute dtype. fp64 references are exact up to summation order (~1e-15).
 # fp32 has eps 1.2e-7; a few chained matmuls and LayerNorms of width ≤ 128 stay well below 1e-5.
@@ -11,12 +12,6 @@ from models.config import TransformerConfig
 RELATIVE_RMS_TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
 TINY_ARCH = ("vit_d2w128", "vit_d4w128", "mlp_d2w128")  # width 128 → 2 heads; 2 encoder + 2 decoder blocks
-
-
-def relative_rms(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """‖actual − expected‖_rms / ‖expected‖_rms, computed in float64."""
-    actual, expected = actual.double(), expected.double()
-    return ((actual - expected).pow(2).mean().sqrt() / expected.pow(2).mean().sqrt().clamp_min(1e-300)).item()
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str = "output") -> None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from models.attention import LinearAttention, SoftmaxAttention, linear_attention
-from tests.models.conftest import relative_rms
+from tests.numerics import relative_rms
 
 EPS = 1e-6  # φ(x) = ReLU(x) + 1e-6 and the normaliser's 1e-6, spec §3.6
 

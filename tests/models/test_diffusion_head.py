@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from models.diffusion_head import DiffusionHead
 from models.embeddings import PatchEmbed, patchify, timestep_features, unpatchify
-from tests.models.conftest import relative_rms
+from tests.numerics import relative_rms
 
 # ----------------------------------------------------------------------------------------------------
 # Independent reference

@@ -14,6 +14,7 @@ import importlib
 
 import pytest
 import torch
+from tests.numerics import relative_rms
 
 FUSED_MODULE = "models.ops.linear_attn.fused"
 
@@ -47,12 +48,6 @@ def nan_filled_empty(monkeypatch):
 
     monkeypatch.setattr(torch, "empty", filled_with_nan(torch.empty))
     monkeypatch.setattr(torch, "empty_like", filled_with_nan(torch.empty_like))
-
-
-def relative_rms(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """‖actual − expected‖_rms / ‖expected‖_rms, computed in float64."""
-    actual, expected = actual.double(), expected.double()
-    return ((actual - expected).pow(2).mean().sqrt() / expected.pow(2).mean().sqrt().clamp_min(1e-300)).item()
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, tolerance: float, what: str) -> None:

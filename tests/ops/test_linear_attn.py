@@ -16,7 +16,8 @@ import torch
 
 from models.attention import FEATURE_EPS, LinearAttention, linear_attention
 from models.ops.linear_attn.reference import linear_attention_qkv as reference_attention
-from tests.ops.conftest import FUSED_KERNEL_MODE, FUSED_MODULE, assert_close, relative_rms
+from tests.numerics import relative_rms
+from tests.ops.conftest import FUSED_KERNEL_MODE, FUSED_MODULE, assert_close
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTERPRETER_RUN_TIMEOUT_S = 300  # the child takes a few seconds; this only stops a hang
