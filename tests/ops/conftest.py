@@ -14,6 +14,7 @@ import importlib
 
 import pytest
 import torch
+
 from tests.numerics import relative_rms
 
 FUSED_MODULE = "models.ops.linear_attn.fused"
