@@ -157,6 +157,15 @@ def build_attention(shape: AttentionShape, attention: Attention) -> nn.Module:
     return LinearAttention(shape.dim, shape.heads, gate_len=shape.seq_len, token_grid=shape.image_grid)
 
 
+def build_fused_attention(shape: AttentionShape, attention: Attention) -> nn.Module:
+    """`build_attention` with the fused Triton op of `models.ops.linear_attn` (CUDA only)."""
+    from models.ops.linear_attn import linear_attention_qkv
+
+    module = build_attention(shape, attention)
+    module.kernel = linear_attention_qkv
+    return module
+
+
 def _build_block(shape: AttentionShape, attention: Attention) -> nn.Module:
     if attention == "linear" and shape.image_grid is not None:
         return Block(shape.dim, shape.heads, attention, gate_len=shape.seq_len, token_grid=shape.image_grid)
@@ -269,20 +278,24 @@ class TimingSettings:
 
 @dataclass(frozen=True)
 class TimedVariant:
-    """One attention implementation to time; adding a fused linear kernel is one more entry in TIMED_VARIANTS."""
+    """One attention implementation to time (one entry of TIMED_VARIANTS)."""
 
     key: str  # the record key ("linear" and "softmax" also hold the FLOP counts)
     label: str
     attention: Attention
     build: Callable[[AttentionShape, Attention], nn.Module]
     fp32: bool  # weights and inputs in float32 whatever the requested dtype
+    cuda_only: bool = False
 
 
 TIMED_VARIANTS = (
     TimedVariant("softmax", "softmax (PyTorch SDPA)", "softmax", build_attention, fp32=False),
     TimedVariant("linear_fp32", "linear, reference style (all fp32 matmuls)", "linear", build_attention, fp32=True),
-    # Our fastest linear path: today the plain module (projections in the requested dtype, fp32 core).
-    TimedVariant("linear", "linear, fastest path (plain PyTorch, fp32 core)", "linear", build_attention, fp32=False),
+    # The model's default linear path: projections in the requested dtype, plain fp32 core.
+    TimedVariant("linear", "linear, ours (plain PyTorch, fp32 core)", "linear", build_attention, fp32=False),
+    TimedVariant(
+        "linear_fused", "linear, ours (fused Triton op)", "linear", build_fused_attention, fp32=False, cuda_only=True
+    ),
 )
 
 
@@ -472,6 +485,8 @@ def profile_case(
         for variant in TIMED_VARIANTS:
             if variant.fp32 and timing.dtype == torch.float32:
                 continue  # identical to the plain linear row
+            if variant.cuda_only and timing.device.type != "cuda":
+                continue
             if progress is not None:
                 progress(f"timing {variant.label} at N={shape.seq_len}")
             record.setdefault(variant.key, {}).update(time_variant(variant, shape, timing))
@@ -511,7 +526,7 @@ def csv_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration and timed variant; MAC columns are MACs (fvcore), `*_flops` are 2 × MACs."""
     rows = []
     for record in records:
-        for key in ("linear", "softmax", "linear_fp32"):
+        for key in ("linear", "softmax", *(v.key for v in TIMED_VARIANTS if v.key not in ("linear", "softmax"))):
             if key not in record:
                 continue
             counts = record["softmax" if key == "softmax" else "linear"]
@@ -553,7 +568,7 @@ def write_csv(records: list[dict[str, Any]], path: str | Path) -> None:
     write_atomic(Path(path), lambda tmp: tmp.write_text(records_to_csv(records), encoding="utf-8"))
 
 
-_PLOT_COLORS = {"softmax": "tab:blue", "linear": "tab:orange", "linear_fp32": "tab:red"}
+_PLOT_COLORS = {"softmax": "tab:blue", "linear": "tab:orange", "linear_fp32": "tab:red", "linear_fused": "tab:green"}
 
 
 def save_plot(records: list[dict[str, Any]], path: str | Path) -> None:
