@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 import models.ops.linear_attn.fused as fused
 from models.ops.linear_attn.reference import linear_attention_qkv as reference_attention
+from models.profiling import cuda_times
 
 BYTES_PER_GB = 1e9
 # Tile constants tried by --sweep, one pass at a time (the other pass keeps its defaults).
@@ -52,13 +53,7 @@ def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
     """Median over `repeats` calls, each bracketed by CUDA events, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-    for start, end in events:
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) for start, end in events)
+    return statistics.median(cuda_times(fn, repeats))
 
 
 def graphed(fn: Callable[[], object]) -> Callable[[], object]:

@@ -93,16 +93,11 @@ def load_checked_pipeline(
     return pipe
 
 
-def dtype_name(dtype: "torch.dtype") -> str:
-    """torch.bfloat16 → "bf16" (the `--dtype` spelling)."""
-    from models.pipeline import DTYPES
-
-    return next((name for name, value in DTYPES.items() if value == dtype), str(dtype).replace("torch.", ""))
-
-
 def image_metadata(pipe: "LinaPipeline", job: ImageJob, settings: "SamplingSettings", model: str) -> ImageMetadata:
     """The full record of one image of `pipe`; `model` is the name or absolute folder the user chose."""
     import torch
+
+    from models.pipeline import dtype_name
 
     source = pipe.source
     return ImageMetadata(

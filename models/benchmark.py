@@ -40,8 +40,8 @@ from models.errors import CheckpointMismatchError, InvalidConfigError, ModelNotF
 from models.flops import FLOP_CONVENTION, NOT_COUNTED, ARStep, AttentionShape, MacCount, ar_step_macs, block_macs
 from models.hub import download_command
 from models.loading import read_json, resolve_model_path
-from models.pipeline import load_pipeline, resolve_device, resolve_dtype
-from models.profiling import MIB, TimingSettings, dtype_name, environment, percentiles_ms
+from models.pipeline import dtype_name, load_pipeline, resolve_device, resolve_dtype
+from models.profiling import MIB, TimingSettings, environment, percentiles_ms
 from models.sampler import (
     PHASE_CONTEXT,
     PHASE_HEAD,

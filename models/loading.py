@@ -23,16 +23,9 @@ from models.constants import (
     RELEASED_MODELS,
     SAFETENSORS_INDEX_NAME,
     SAFETENSORS_WEIGHTS_NAME,
-    hub_offline,
 )
-from models.hub import download_command, repo_id_for
-from models.errors import (
-    CheckpointMismatchError,
-    InvalidConfigError,
-    MissingComponentError,
-    ModelNotFoundError,
-    WeightsNotCachedError,
-)
+from models.errors import CheckpointMismatchError, InvalidConfigError, MissingComponentError, ModelNotFoundError
+from models.hub import download_model, repo_id_for
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +42,8 @@ def resolve_model_path(
     offline: bool | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """Return the local folder of a model: an existing directory, or a hub snapshot in the HF cache.
+    """Return the local folder of a model: an existing directory, or a hub snapshot in the HF cache
+    (`models.hub.download_model`, which fetches what is missing unless offline).
 
     Args:
         name_or_path: a folder, a released alias (`lina-t2i-1024`) or a hub repo id (`owner/name`).
@@ -70,23 +64,7 @@ def resolve_model_path(
             f"model {name!r} is neither a folder nor a hub repo id; use a folder path, an owner/name repo id "
             f"or one of {sorted(RELEASED_MODELS)}"
         )
-    offline = hub_offline() if offline is None else offline
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=offline)
-    except LocalEntryNotFoundError as error:
-        hint = download_command(name, revision)
-        if offline:
-            raise WeightsNotCachedError(
-                f"{repo_id} is not in the local Hugging Face cache and offline mode is on; run `{hint}` "
-                "while online (or unset HF_HUB_OFFLINE / drop --offline)"
-            ) from error
-        raise ModelNotFoundError(f"could not reach the hub for {repo_id}: {error}; run `{hint}` when online") from error
-    except Exception as error:  # huggingface_hub raises many types for a missing or private repo
-        raise ModelNotFoundError(f"could not resolve {repo_id}: {error}") from error
-    return Path(folder)
+    return download_model(name, revision=revision, cache_dir=cache_dir, offline=offline).path
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -77,6 +77,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The CLI's name of a dtype (bf16, fp16, fp32), else torch's name without the prefix."""
+    return next((name for name, value in DTYPES.items() if value == dtype), str(dtype).removeprefix("torch."))
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """None/"auto" → bfloat16 on CUDA (the paper's evaluation dtype), float32 on CPU."""
     if isinstance(dtype, torch.dtype):

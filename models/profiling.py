@@ -53,7 +53,7 @@ from models.flops import (
     module_macs,
 )
 from models.loading import write_atomic
-from models.pipeline import DTYPES, resolve_device, resolve_dtype
+from models.pipeline import dtype_name, resolve_device, resolve_dtype
 from models.sampler import gather_tokens
 from models.transformer import Block, LinaTransformer
 
@@ -342,7 +342,7 @@ def time_variant(variant: TimedVariant, shape: AttentionShape, timing: TimingSet
         if device.type == "cuda":
             with torch.cuda.device(device):  # events and syncs must be on the module's device
                 record |= _cuda_peak_memory(lambda: module(x), device)
-                times = _cuda_times(lambda: module(x), timing.repeats)
+                times = cuda_times(lambda: module(x), timing.repeats)
         else:
             times = _cpu_times(lambda: module(x), timing.repeats)
     except torch.cuda.OutOfMemoryError:
@@ -355,7 +355,8 @@ def time_variant(variant: TimedVariant, shape: AttentionShape, timing: TimingSet
     return record | latency | {"repeats": len(times)}
 
 
-def _cuda_times(fn: Callable[[], object], repeats: int) -> list[float]:
+def cuda_times(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Milliseconds of `repeats` calls of `fn`, each bracketed by CUDA events, with one synchronisation at the end."""
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
     for start, end in events:
         start.record()
@@ -408,11 +409,6 @@ def _nvidia_driver(index: int) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """The CLI's name of a dtype (bf16, fp16, fp32), else torch's name without the prefix."""
-    return next((name for name, value in DTYPES.items() if value == dtype), str(dtype).removeprefix("torch."))
 
 
 # ----------------------------------------------------------------------------------------------------

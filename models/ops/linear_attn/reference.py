@@ -46,7 +46,6 @@ def linear_attention(
     return q @ state * normaliser
 
 
-
 def linear_attention_qkv(
     qkv: torch.Tensor,
     num_heads: int,
