@@ -6,6 +6,8 @@ down block. Shapes: B images, 3 RGB channels, H × W pixels, C latent channels, 
 latents [B, C, H/s, W/s]; inside a block F feature channels on an h × w grid, N = h·w positions.
 """
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -55,9 +57,12 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, F_in, h, w] → [B, F_out, h, w]."""
-        shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)
-        x = self.conv1(F.silu(self.norm1(x)))
-        return self.conv2(F.silu(self.norm2(x))) + shortcut
+        # Same values as the reference's order, less memory at the decoder's peak (its full-resolution stage):
+        # SiLU runs in place on the fresh GroupNorm output, and the shortcut is computed last, so its output
+        # is not held while the 3×3 convolutions and their workspaces are.
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        return h + (x if self.conv_shortcut is None else self.conv_shortcut(x))
 
 
 class SelfAttention(nn.Module):
@@ -136,13 +141,22 @@ class ResnetStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, F_in, h, w] → [B, F_out, h', w'] (h' = h/2 after a downsampler, 2h after an upsampler)."""
-        for j, resnet in enumerate(self.resnets):
-            x = resnet(x)
-            if self.attentions:
-                x = x + self.attentions[j](x)
-        for resampler in (*self.downsamplers, *self.upsamplers):
-            x = resampler(x)
+        for layer in self.layers():
+            x = layer(x)
         return x
+
+    def layers(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The stage as a sequence of one-input layers: each resnet (with its residual attention), then the resampler."""
+        layers: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        for j, resnet in enumerate(self.resnets):
+            layers.append(resnet)
+            if self.attentions:
+                layers.append(partial(_add_residual, self.attentions[j]))
+        return layers + [*self.downsamplers, *self.upsamplers]
+
+
+def _add_residual(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return x + module(x)
 
 
 class MidBlock(nn.Module):
@@ -190,7 +204,7 @@ class Encoder(nn.Module):
         for block in self.down_blocks:
             x = block(x)
         x = self.mid_block(x)  # [B, F, H/s, W/s]
-        return self.conv_out(F.silu(self.conv_norm_out(x)))  # [B, 2C, H/s, W/s]
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))  # [B, 2C, H/s, W/s]
 
 
 class Decoder(nn.Module):
@@ -216,9 +230,11 @@ class Decoder(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         x = self.mid_block(self.conv_in(latents))  # [B, F, H/s, W/s]
-        for block in self.up_blocks:
-            x = block(x)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))  # [B, 3, H, W]
+        # The stages' layers run from this one loop, not through each stage's forward: a stage's input would
+        # stay referenced here while its upsampler makes the next, 4× larger activation (the decode's peak).
+        for layer in [layer for block in self.up_blocks for layer in block.layers()]:
+            x = layer(x)
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))  # [B, 3, H, W]
 
 
 # ----------------------------------------------------------------------------------------------------
