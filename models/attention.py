@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.ops.linear_attn.reference import FEATURE_EPS, NORMALISER_EPS, linear_attention, linear_attention_qkv
+from models.ops import REFERENCE_KERNELS
+from models.ops.linear_attn.reference import FEATURE_EPS, NORMALISER_EPS, linear_attention
 
 __all__ = ["DW_CONV_KERNEL", "FEATURE_EPS", "NORMALISER_EPS", "LinearAttention", "SoftmaxAttention", "linear_attention"]
 
@@ -29,9 +30,9 @@ class LinearAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.token_grid = token_grid
-        # The op from the qkv projection to the head-merged output: the plain reference, or the fused Triton
-        # kernel (`LinaTransformer.set_attention_kernel`). Not a parameter: never saved.
-        self.kernel = linear_attention_qkv
+        # The ops (attention core, conv branch): plain references or fused Triton kernels
+        # (`LinaTransformer.set_kernels`). Not a parameter: never saved.
+        self.kernels = REFERENCE_KERNELS
         if gate_len is not None:
             self.key_scale = nn.Parameter(torch.ones(1, num_heads, gate_len, 1))
             self.value_scale = nn.Parameter(torch.ones(1, num_heads, gate_len, 1))
@@ -46,19 +47,11 @@ class LinearAttention(nn.Module):
         gates = (self.key_scale, self.value_scale) if self.is_decoder else (None, None)
         # φ is applied in the compute dtype and the core runs in float32, as the reference does
         # ("necessary for NaN-free training"); the result comes back in the compute dtype before `proj`.
-        out = self.kernel(self.qkv(x), self.num_heads, *gates)  # [B, N, D]
+        out = self.kernels.linear_attention_qkv(self.qkv(x), self.num_heads, *gates)  # [B, N, D]
         if self.is_decoder:
-            out = self._add_conv_branch(out, x)
+            # dw_conv over the image rows of x, added to the image rows of `out`; prefix rows get nothing.
+            out = self.kernels.add_depthwise_conv(out, x, self.dw_conv.weight, self.dw_conv.bias, self.token_grid)
         return self.proj(out)
-
-    def _add_conv_branch(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Add dw_conv(image rows of x) to the image rows of `out`; prefix rows get nothing."""
-        batch, seq_len, dim = x.shape
-        grid_h, grid_w = self.token_grid
-        prefix = seq_len - grid_h * grid_w
-        image = x[:, prefix:].reshape(batch, grid_h, grid_w, dim).permute(0, 3, 1, 2)  # [B, D, h, w]
-        conv = self.dw_conv(image).flatten(2).transpose(1, 2)  # [B, L, D]
-        return torch.cat([out[:, :prefix], out[:, prefix:] + conv], dim=1)
 
 
 class SoftmaxAttention(nn.Module):

@@ -36,10 +36,20 @@ from models.config import TransformerConfig, VAEConfig, released_transformer_con
 from models.constants import CONFIG_NAME, RELEASED_MODELS, TRANSFORMER_FOLDER, VAE_FOLDER
 from models.cuda_graphs import HeadGraphCache
 from models.embeddings import TIMESTEP_FEATURES
-from models.errors import CheckpointMismatchError, InvalidConfigError, ModelNotFoundError, WeightsNotCachedError
-from models.flops import FLOP_CONVENTION, NOT_COUNTED, ARStep, AttentionShape, MacCount, ar_step_macs, block_macs
+from models.errors import CheckpointMismatchError, InvalidConfigError, LinaError, ModelNotFoundError, WeightsNotCachedError
+from models.flops import (
+    FLOP_CONVENTION,
+    NOT_COUNTED,
+    ARStep,
+    AttentionShape,
+    MacCount,
+    ar_step_macs,
+    block_macs,
+    time_embedding_macs,
+)
 from models.hub import download_command
 from models.loading import read_json, resolve_model_path
+from models.ops import resolve_kernels
 from models.pipeline import dtype_name, load_pipeline, resolve_device, resolve_dtype
 from models.profiling import MIB, TimingSettings, environment, percentiles_ms
 from models.sampler import (
@@ -203,15 +213,21 @@ def random_init_pipeline(
     return PipelineParts(transformer, vae, FlowMatchEulerScheduler())
 
 
-def build_pipeline(model: BenchmarkModel, device: torch.device, dtype: torch.dtype) -> PipelineParts:
-    """Random weights (`random_init_pipeline`) or the folder's weights through `load_pipeline`.
+def build_pipeline(model: BenchmarkModel, device: torch.device, dtype: torch.dtype, kernels: str = "auto") -> PipelineParts:
+    """Random weights (`random_init_pipeline`) or the folder's weights through `load_pipeline`, running the
+    `kernels` op set ("auto", "fused" or "reference", as `load_pipeline` takes it).
 
     A loaded text-to-image pipeline's text encoder is dropped before anything is timed or measured.
     """
-    if model.random_init:
-        return random_init_pipeline(model.config, model.vae_config, device, dtype)
-    pipe = load_pipeline(model.path, device=device, dtype=dtype, attention=model.config.attention)
-    return PipelineParts(pipe.transformer, pipe.vae, pipe.scheduler)
+    if not model.random_init:
+        pipe = load_pipeline(model.path, device=device, dtype=dtype, attention=model.config.attention, kernels=kernels)
+        return PipelineParts(pipe.transformer, pipe.vae, pipe.scheduler)
+    kernels = resolve_kernels(kernels, device)
+    if kernels == "fused" and device.type != "cuda":
+        raise LinaError(f"the fused kernels run on CUDA only, but the benchmark runs on {device}: use the reference kernels")
+    parts = random_init_pipeline(model.config, model.vae_config, device, dtype)
+    parts.transformer.set_kernels(kernels)
+    return parts
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -224,7 +240,8 @@ def pipeline_flops(config: TransformerConfig, settings: SamplingSettings, batch:
 
     Conditioning: the text projection of the condition and null rows (labels cost no multiply-adds).
     Context: the frame embedding once, then the video encoder's blocks on [cond ; uncond] rows when any
-    step is guided. The AR loop: `ar_step_macs` of every step of the schedule. The VAE is not counted.
+    step is guided. The AR loop: `ar_step_macs` of every step of the schedule, and the head's time
+    embeddings (once per CFG row count; counted with the head). The VAE is not counted.
     """
     counts = ar_schedule(config.num_image_tokens, settings.ar_steps)
     scales = cfg_scales(len(counts), settings.cfg, settings.cfg_min)
@@ -236,7 +253,11 @@ def pipeline_flops(config: TransformerConfig, settings: SamplingSettings, batch:
     context = block_macs(context_shape, config.attention).times(arch.depth).macs + frame_embedding
     conditioning = 2 * batch * config.condition_len * config.text_token_dim * width if config.is_text_conditioned else 0
 
-    loop, known = MacCount({}), 0
+    row_counts = {2 if scale > 1 else 1 for scale in scales}
+    loop = sum(
+        (time_embedding_macs(config, rows * batch, settings.diffusion_steps) for rows in row_counts), MacCount({})
+    )
+    known = 0
     for count, scale in zip(counts, scales):
         step = ARStep(known, count, settings.diffusion_steps, 2 if scale > 1 else 1)
         loop += ar_step_macs(config, step, config.attention, batch)
@@ -467,6 +488,7 @@ def time_pipeline(
             "repeats": timing.repeats,
             "clock": "CUDA events" if device.type == "cuda" else "time.perf_counter",
             "head_cuda_graphs": head_graphs is not None,
+            "kernels": parts.transformer.kernels_name,
         },
         "environment": environment(device),
         "phases_ms": phases,
@@ -492,9 +514,10 @@ def benchmark_pipeline(
     batch_size: int = 1,
     decode: bool = True,
     peak_tflops: float | None = None,
+    kernels: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Build `model` on `timing.device` in `timing.dtype` and time it (`time_pipeline`).
+    """Build `model` on `timing.device` in `timing.dtype` with the `kernels` op set and time it (`time_pipeline`).
 
     The record: `model`, `weights` ("random" or "loaded"), `task`, `image_size`, `attention`, `batch_size`,
     `sampling`, `decode`, `timing`, `environment`; `phases_ms` {phase: median, p10, p90, min, max} over
@@ -507,7 +530,7 @@ def benchmark_pipeline(
     _check_options(batch_size, peak_tflops)
     if progress is not None:
         progress("building the model with random weights" if model.random_init else "loading the model")
-    parts = build_pipeline(model, timing.device, timing.dtype)
+    parts = build_pipeline(model, timing.device, timing.dtype, kernels)
     if timing.device.type == "cuda":
         torch.cuda.empty_cache()  # a dropped text encoder's memory goes back before anything is measured
     record = time_pipeline(

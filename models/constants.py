@@ -39,3 +39,7 @@ RELEASED_MODELS = {
     "lina-c2i-256": {"repo_id": "techmonsterwang/LINA-c2i-d48w1536-marvae", "task": "c2i", "resolution": 256},
 }
 DEFAULT_MODEL = "lina-t2i-1024"
+
+# Which implementation of the model's ops runs (`models.ops`): "auto" picks the fused Triton kernels on CUDA
+# (when Triton imports) and the plain-PyTorch references elsewhere.
+KERNEL_CHOICES = ("auto", "fused", "reference")

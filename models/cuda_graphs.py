@@ -27,9 +27,9 @@ class HeadGraphCache:
 
     @staticmethod
     def _key(solve: partial, noise: torch.Tensor, z: torch.Tensor) -> tuple:
-        # `solve` is `partial(denoise_tokens, head, scheduler, sigmas, timesteps, scale)`. The CFG scale and the
-        # sigmas are baked into the graph's kernels, so they are part of the key; the timesteps follow from
-        # the sigmas and the scheduler config.
+        # `solve` is `partial(denoise_tokens, head, scheduler, sigmas, time_embeddings, scale)`. The CFG scale
+        # and the sigmas are baked into the graph's kernels, so they are part of the key; the time embeddings
+        # follow from the sigmas, the scheduler config, the head and the row count (z's shape).
         head, scheduler, sigmas, _, scale = solve.args
         return (id(head), scheduler.config, tuple(sigmas.tolist()), scale, tuple(noise.shape), tuple(z.shape), noise.dtype)
 
@@ -48,10 +48,10 @@ class HeadGraphCache:
         return static_out.clone()
 
     def _capture(self, solve: partial, noise: torch.Tensor, z: torch.Tensor):
-        head, scheduler, sigmas, timesteps, scale = solve.args
-        # The graph reads its timesteps from device memory at every replay, so it owns its own copy.
-        static_timesteps = timesteps.clone()
-        solve = partial(solve.func, head, scheduler, sigmas, static_timesteps, scale)
+        head, scheduler, sigmas, time_embeddings, scale = solve.args
+        # The graph reads the time embeddings from device memory at every replay, so it owns its own copy.
+        static_time_embeddings = time_embeddings.clone()
+        solve = partial(solve.func, head, scheduler, sigmas, static_time_embeddings, scale)
         static_noise, static_z = noise.clone(), z.clone()
         if self._stream is None:
             # Lazy library state (cuBLAS workspaces, cuDNN handles) must exist on the capture stream before
@@ -65,4 +65,4 @@ class HeadGraphCache:
         with torch.cuda.graph(graph, pool=self._pool, stream=self._stream):
             static_out = solve(static_noise, static_z)
         self._pool = graph.pool()
-        return graph, static_noise, static_z, static_out, static_timesteps
+        return graph, static_noise, static_z, static_out, static_time_embeddings

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from models.embeddings import TIMESTEP_FEATURES, PatchEmbed, timestep_features
+from models.ops import REFERENCE_KERNELS
 
 ADALN_EPS = 1e-6  # LayerNorm without affine inside the AdaLN-zero modulation
 
@@ -31,11 +32,16 @@ class AdaLayerNormZero(nn.Module):
         self.num_stats = num_stats
         self.proj = nn.Linear(dim, num_stats * dim)
         self.norm = nn.LayerNorm(dim, eps=ADALN_EPS, elementwise_affine=False)
+        self.kernels = REFERENCE_KERNELS  # the modulated-LayerNorm op (`LinaTransformer.set_kernels`)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns the modulated x and the gate (None with two stats)."""
-        stats = self.proj(nn.functional.silu(cond)).chunk(self.num_stats, dim=-1)
-        modulated = self.norm(x).mul(1 + stats[0]).add_(stats[1])
+    def forward(self, x: torch.Tensor, activated_cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the modulated x and the gate (None with two stats).
+
+        `activated_cond` is SiLU(cond): every AdaLN of the head applies the same SiLU to the same condition,
+        so the head computes it once.
+        """
+        stats = self.proj(activated_cond).chunk(self.num_stats, dim=-1)
+        modulated = self.kernels.modulated_layer_norm(x, stats[0], stats[1], self.norm.eps)
         return modulated, (stats[2] if self.num_stats == 3 else None)
 
 
@@ -47,10 +53,12 @@ class DiffusionBlock(nn.Module):
         self.norm1 = AdaLayerNormZero(dim, num_stats=3)
         self.proj = Projector(dim, dim, dim)
         self.norm2 = nn.LayerNorm(dim)
+        self.kernels = REFERENCE_KERNELS  # the gated residual + LayerNorm op (`LinaTransformer.set_kernels`)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h, gate = self.norm1(x, cond)
-        return self.norm2(self.proj(h)).mul(gate).add_(x)
+    def forward(self, x: torch.Tensor, activated_cond: torch.Tensor) -> torch.Tensor:
+        """x [B', n, W], SiLU(cond) [B', n, W] → [B', n, W]."""
+        h, gate = self.norm1(x, activated_cond)
+        return self.kernels.add_layer_norm(x, self.proj(h), self.norm2.weight, self.norm2.bias, self.norm2.eps, gate=gate)
 
 
 class TimeCondEmbed(nn.Module):
@@ -63,8 +71,11 @@ class TimeCondEmbed(nn.Module):
 
     def forward(self, timesteps: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """timesteps [B'] (float, 1000·σ), z [B', n, D] → [B', n, W]."""
-        time = self.timestep_proj(timestep_features(timesteps).to(z.dtype))  # [B', W]
-        return self.condition_proj(z).add_(time.unsqueeze(1))
+        return self.condition_proj(z).add_(self.time_embedding(timesteps).unsqueeze(1))
+
+    def time_embedding(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """timesteps [B'] → timestep_proj(features) [B', W] in the weights' dtype."""
+        return self.timestep_proj(timestep_features(timesteps).to(self.timestep_proj.fc1.weight.dtype))
 
 
 class DiffusionHead(nn.Module):
@@ -90,8 +101,23 @@ class DiffusionHead(nn.Module):
         Returns:
             [B', n, p²C] velocity prediction.
         """
-        cond = self.time_cond_embed(timesteps, z)
+        return self.velocity(noisy, self.time_cond_embed(timesteps, z))
+
+    def velocity(self, noisy: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Velocity of noisy tokens [B', n, p²C] given their condition `time_cond_embed(t, z)` [B', n, W].
+
+        The sampler builds the condition from parts it computes once per AR step (`condition_proj(z)`) and
+        once per generation (`time_embeddings`), which gives the very values `forward` computes.
+        """
+        activated = nn.functional.silu(cond)
         x = self.patch_embed.embed_patches(noisy)  # [B', n, W]
         for block in self.blocks:
-            x = block(x, cond)
-        return self.head(self.norm(x, cond)[0])
+            x = block(x, activated)
+        return self.head(self.norm(x, activated)[0])
+
+    def time_embeddings(self, timesteps: torch.Tensor, rows: int) -> torch.Tensor:
+        """The time embedding of every diffusion step for `rows` rows: [S, rows, W].
+
+        Each step is embedded as its own [rows] batch, exactly as `forward` embeds it, so the values match.
+        """
+        return torch.stack([self.time_cond_embed.time_embedding(t.expand(rows)) for t in timesteps])

@@ -249,24 +249,40 @@ class ARStep:
 
 
 def head_call_macs(config: TransformerConfig, rows: int, tokens: int) -> MacCount:
-    """One diffusion-head call on `rows` rows of `tokens` tokens (spec §3.8)."""
+    """One diffusion-head step, `DiffusionHead.velocity`, on `rows` rows of `tokens` tokens (spec §3.8).
+
+    Its condition is given: `head_condition_macs` (once per AR step) and `time_embedding_macs` (once per
+    generation) count what builds it.
+    """
     head = config.head_arch
     width, token_dim = head.width, config.token_dim
     per_token = (
-        config.width * width + width * width  # condition_proj
-        + token_dim * width  # patch_embed
+        token_dim * width  # patch_embed
         + head.depth * (3 * width * width + 2 * width * width)  # AdaLN (scale, shift, gate) + Projector
         + 2 * width * width  # final AdaLN (scale, shift)
         + width * token_dim  # head
     )
-    per_row = TIMESTEP_FEATURES * width + width * width  # timestep_proj
-    return MacCount({"head": rows * (per_row + tokens * per_token)})
+    return MacCount({"head": rows * tokens * per_token})
+
+
+def head_condition_macs(config: TransformerConfig, rows: int, tokens: int) -> MacCount:
+    """condition_proj(z) of the predicted tokens: once per AR step, shared by its diffusion steps."""
+    width = config.head_arch.width
+    return MacCount({"head": rows * tokens * (config.width * width + width * width)})
+
+
+def time_embedding_macs(config: TransformerConfig, rows: int, diffusion_steps: int) -> MacCount:
+    """timestep_proj of every diffusion step for `rows` rows: once per generation and CFG row count."""
+    width = config.head_arch.width
+    return MacCount({"head": rows * diffusion_steps * (TIMESTEP_FEATURES * width + width * width)})
 
 
 def ar_step_macs(config: TransformerConfig, step: ARStep, attention: Attention, batch: int = 1) -> MacCount:
-    """One AR step of `batch` images: canvas embedding, image encoder, `diffusion_steps` head calls.
+    """One AR step of `batch` images: canvas embedding, image encoder, the head's condition and its
+    `diffusion_steps` calls.
 
-    The context encoder runs once per image, not per step, so it is not part of a step. The encoder half
+    The context encoder and the head's time embeddings run once per generation, not per step, so they are
+    not part of a step. The encoder half
     sees Lv + n tokens (no KV gate or conv), the decoder half Lv + L; both on batch · rows_per_image rows.
     """
     arch = config.image_encoder_arch
@@ -276,5 +292,7 @@ def ar_step_macs(config: TransformerConfig, step: ARStep, attention: Attention, 
     embed = MacCount({"canvas_embed": batch * config.num_image_tokens * config.token_dim * config.width})
     encoder_blocks = block_macs(encoder, attention).times(config.encoder_depth).grouped("encoder_blocks")
     decoder_blocks = block_macs(decoder, attention).times(arch.depth - config.encoder_depth).grouped("decoder_blocks")
-    head = head_call_macs(config, rows, step.predicted).times(step.diffusion_steps)
+    head = head_condition_macs(config, rows, step.predicted) + head_call_macs(config, rows, step.predicted).times(
+        step.diffusion_steps
+    )
     return embed + encoder_blocks + decoder_blocks + head

@@ -53,6 +53,7 @@ from models.flops import (
     module_macs,
 )
 from models.loading import write_atomic
+from models.ops import fused_kernels
 from models.pipeline import dtype_name, resolve_device, resolve_dtype
 from models.sampler import gather_tokens
 from models.transformer import Block, LinaTransformer
@@ -158,11 +159,9 @@ def build_attention(shape: AttentionShape, attention: Attention) -> nn.Module:
 
 
 def build_fused_attention(shape: AttentionShape, attention: Attention) -> nn.Module:
-    """`build_attention` with the fused Triton op of `models.ops.linear_attn` (CUDA only)."""
-    from models.ops.linear_attn import linear_attention_qkv
-
+    """`build_attention` with the fused Triton ops of `models.ops` (attention core and conv branch; CUDA only)."""
     module = build_attention(shape, attention)
-    module.kernel = linear_attention_qkv
+    module.kernels = fused_kernels()
     return module
 
 
@@ -185,7 +184,8 @@ def _core_call(shape: AttentionShape, attention: Attention, device: torch.device
 
 def _ar_step_flops(model: LinaTransformer, step: ARStep, batch: int, device: torch.device) -> int:
     """Count the calls of one AR step of `models.sampler.sample_latents`: embed the canvas, run the image
-    encoder on [cond ; uncond] rows, then the head `diffusion_steps` times on the predicted tokens.
+    encoder on [cond ; uncond] rows, project z for the head once, then run the head `diffusion_steps` times
+    on the predicted tokens (the time embeddings are computed once per generation, not per step).
 
     The head calls all have the same shapes, so one is counted and multiplied (FlopCounterMode's
     per-op Python overhead would otherwise dominate the run time).
@@ -203,11 +203,13 @@ def _ar_step_flops(model: LinaTransformer, step: ARStep, batch: int, device: tor
         embedded = model.embed_canvas(canvas, mask, positions).repeat(step.rows_per_image, 1, 1)  # [rows, L, D]
         return gather_tokens(model.image_encoder(embedded, context, known_ids), pred_ids)  # [rows, m, D]
 
+    head = model.image_decoder
     z = transformer()
     noisy = torch.zeros(rows, step.predicted, config.token_dim, device=device)
-    timesteps = torch.zeros(rows, device=device)
-    head_call = count_flops(lambda: model.image_decoder(noisy, timesteps, z))
-    return count_flops(transformer) + step.diffusion_steps * head_call
+    cond = torch.zeros(rows, step.predicted, config.head_arch.width, device=device)
+    head_condition = count_flops(lambda: head.time_cond_embed.condition_proj(z))
+    head_call = count_flops(lambda: head.velocity(noisy, cond))
+    return count_flops(transformer) + head_condition + step.diffusion_steps * head_call
 
 
 @torch.inference_mode()

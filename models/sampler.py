@@ -111,7 +111,7 @@ def denoise_tokens(
     head: DiffusionHead,
     scheduler: FlowMatchEulerScheduler,
     sigmas: torch.Tensor,
-    timesteps: torch.Tensor,
+    time_embeddings: torch.Tensor,
     scale: float | None,
     noise: torch.Tensor,
     z: torch.Tensor,
@@ -120,7 +120,9 @@ def denoise_tokens(
 
     Args:
         head: the diffusion head.
-        scheduler: its Euler scheduler; `sigmas` [S + 1] (CPU) and `timesteps` [S] (on the device) from it.
+        scheduler: its Euler scheduler; `sigmas` [S + 1] (CPU) from it.
+        time_embeddings: `head.time_embeddings(timesteps, rows·B)` [S, rows·B, W] for the scheduler's
+            timesteps, computed once per generation.
         scale: CFG scale, or None without guidance. With guidance z holds [cond ; uncond] rows and the
             velocity is v_u + s·(v_c − v_u), mixed in the compute dtype like the reference.
         noise: starting noise of the predicted tokens, [B, n, p²C].
@@ -130,9 +132,12 @@ def denoise_tokens(
         The denoised tokens [B, n, p²C].
     """
     rows = z.shape[0] // noise.shape[0]
+    # The head's condition is condition_proj(z) + time embedding; z is fixed during the loop, so its
+    # projection is computed once here rather than at every step (the same values either way).
+    projected_z = head.time_cond_embed.condition_proj(z)  # [rows·B, n, W]
     x = noise
-    for j in range(len(timesteps)):
-        velocity = head(x.repeat(rows, 1, 1), timesteps[j].expand(z.shape[0]), z)
+    for j in range(len(time_embeddings)):
+        velocity = head.velocity(x.repeat(rows, 1, 1), projected_z + time_embeddings[j].unsqueeze(1))
         if scale is not None:
             cond, uncond = velocity.chunk(2)
             velocity = uncond + (cond - uncond) * scale
@@ -176,7 +181,10 @@ def sample_latents(
     counts = ar_schedule(config.num_image_tokens, settings.ar_steps)
     scales = cfg_scales(len(counts), settings.cfg, settings.cfg_min)
     sigmas, timesteps = scheduler.sigmas(settings.diffusion_steps)
-    timesteps = timesteps.to(device)  # once, so the head loop never copies host → device
+    timesteps = timesteps.to(device)
+    head = transformer.image_decoder
+    row_counts = {2 if scale > 1 else 1 for scale in scales}  # 2 = [cond ; uncond] under guidance
+    time_embeddings = {rows: head.time_embeddings(timesteps, rows * batch) for rows in row_counts}
 
     # Conditional rows first, unconditional rows second, as in the reference's CFG batch.
     any_guidance = any(scale > 1 for scale in scales)
@@ -201,7 +209,7 @@ def sample_latents(
 
         with timer.phase(PHASE_HEAD):
             noise = gather_tokens(canvas_noise(generators, latent_shape, config.patch_size, dtype, device), pred_ids)
-            solve = partial(denoise_tokens, transformer.image_decoder, scheduler, sigmas, timesteps, scale if guided else None)
+            solve = partial(denoise_tokens, head, scheduler, sigmas, time_embeddings[rows], scale if guided else None)
             x = solve(noise, z) if head_graphs is None else head_graphs.run(solve, noise, z)
             index = pred_ids.unsqueeze(-1)
             canvas.scatter_(1, index.expand(-1, -1, config.token_dim), x)

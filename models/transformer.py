@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from models.attention import LinearAttention, SoftmaxAttention
-from models.errors import LinaError
-from models.ops.linear_attn.reference import linear_attention_qkv
 from models.config import MLP_RATIO, TransformerConfig
 from models.constants import CONFIG_NAME
 from models.diffusion_head import DiffusionHead
 from models.embeddings import LabelEmbed, MaskEmbed, PatchEmbed, TextEmbed, VideoPosEmbed, sincos_2d
+from models.errors import LinaError
 from models.loading import load_weights, read_json, save_weights, write_json_atomic
+from models.ops import REFERENCE_KERNELS, kernels_named
 
 # ----------------------------------------------------------------------------------------------------
 # Blocks
@@ -56,10 +56,12 @@ class Block(nn.Module):
             self.attn = SoftmaxAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim)
+        self.kernels = REFERENCE_KERNELS  # the residual + LayerNorm op (`LinaTransformer.set_kernels`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.norm1(self.attn(x))
-        return x + self.norm2(self.mlp(x))
+        add_norm = self.kernels.add_layer_norm
+        x = add_norm(x, self.attn(x), self.norm1.weight, self.norm1.bias, self.norm1.eps)  # x + norm1(attn(x))
+        return add_norm(x, self.mlp(x), self.norm2.weight, self.norm2.bias, self.norm2.eps)  # x + norm2(mlp(x))
 
 
 class ContextEncoder(nn.Module):
@@ -231,26 +233,29 @@ class LinaTransformer(nn.Module):
         write_json_atomic(folder / CONFIG_NAME, {"_class_name": "NOVATransformer3DModel", **self.config.to_dict()})
         save_weights(self, folder)
 
-    def set_attention_kernel(self, kind: str) -> None:
-        """Choose the op of every linear-attention layer.
+    def set_kernels(self, name: str) -> None:
+        """Choose the implementation of every op the modules call (`models.ops`).
 
         Args:
-            kind: "reference" (plain PyTorch, the default: bit-identical to the authors' code) or "fused"
-                (the Triton kernel of `models.ops.linear_attn`, CUDA only: the same results up to bf16
-                rounding, with no float32 copies of q, k and v).
+            name: "reference" (plain PyTorch, the default: bit-identical to the authors' code) or "fused"
+                (the Triton kernels, CUDA only: the same results up to bf16 rounding, about twice as fast).
+
+        Raises:
+            ValueError: an unknown name.
+            LinaError: "fused" where Triton cannot be imported.
         """
-        if kind == "reference":
-            op = linear_attention_qkv
-        elif kind == "fused":
-            try:
-                from models.ops.linear_attn import linear_attention_qkv as op
-            except ImportError as error:
-                raise LinaError(f"the fused attention kernel needs Triton, which cannot be imported: {error}") from error
-        else:
-            raise ValueError(f"attention kernel {kind!r}: expected 'reference' or 'fused'")
+        try:
+            kernels = kernels_named(name)
+        except ImportError as error:
+            raise LinaError(f"the fused kernels need Triton, which cannot be imported: {error}") from error
         for module in self.modules():
-            if isinstance(module, LinearAttention):
-                module.kernel = op
+            if hasattr(module, "kernels"):
+                module.kernels = kernels
+
+    @property
+    def kernels_name(self) -> str:
+        """"reference" or "fused": the op set `set_kernels` chose."""
+        return self.image_encoder.blocks[0].kernels.name
 
     def num_parameters(self) -> int:
         """Trainable parameters (the `text_embed.weight` buffer is not one)."""

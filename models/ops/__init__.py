@@ -1,1 +1,71 @@
-"""Fused GPU kernels, one folder per op, each beside a plain-PyTorch reference (`<op>/reference.py`)."""
+"""The ops LINA's modules call, as sets: plain-PyTorch references or fused Triton kernels.
+
+One folder per op, each with `reference.py` (the readable definition, and what the model runs by default on
+the CPU) beside `fused.py` (Triton, same signature, tested against the reference):
+
+- `linear_attn`: linear attention from the qkv projection to the head-merged output;
+- `depthwise_conv`: the decoder blocks' conv branch added to the attention output;
+- `layer_norm`: LayerNorm with its residual add, gate or AdaLN modulation.
+
+A module that calls them holds a `kernels` attribute; `LinaTransformer.set_kernels` swaps the whole set.
+"""
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from models.constants import KERNEL_CHOICES
+from models.ops.depthwise_conv.reference import add_depthwise_conv
+from models.ops.layer_norm.reference import add_layer_norm, modulated_layer_norm
+from models.ops.linear_attn.reference import linear_attention_qkv
+
+__all__ = ["KERNEL_CHOICES", "Kernels", "REFERENCE_KERNELS", "fused_kernels", "kernels_named", "resolve_kernels"]
+
+@dataclass(frozen=True)
+class Kernels:
+    """One implementation of every op; `name` is "reference" or "fused"."""
+
+    name: str
+    linear_attention_qkv: Callable[..., torch.Tensor]
+    add_depthwise_conv: Callable[..., torch.Tensor]
+    add_layer_norm: Callable[..., torch.Tensor]
+    modulated_layer_norm: Callable[..., torch.Tensor]
+
+
+REFERENCE_KERNELS = Kernels("reference", linear_attention_qkv, add_depthwise_conv, add_layer_norm, modulated_layer_norm)
+
+
+def fused_kernels() -> Kernels:
+    """The Triton set (imports Triton; raises ImportError without it)."""
+    from models.ops.depthwise_conv.fused import add_depthwise_conv as fused_conv
+    from models.ops.layer_norm.fused import add_layer_norm as fused_add_norm
+    from models.ops.layer_norm.fused import modulated_layer_norm as fused_modulated_norm
+    from models.ops.linear_attn.fused import linear_attention_qkv as fused_attention
+
+    return Kernels("fused", fused_attention, fused_conv, fused_add_norm, fused_modulated_norm)
+
+
+def kernels_named(name: str) -> Kernels:
+    """The "reference" or "fused" set."""
+    if name == "reference":
+        return REFERENCE_KERNELS
+    if name == "fused":
+        return fused_kernels()
+    raise ValueError(f"kernels {name!r}: expected one of {', '.join(KERNEL_CHOICES)}")
+
+
+def resolve_kernels(choice: str, device: torch.device) -> str:
+    """"auto" → "fused" on CUDA when Triton imports, else "reference"; anything else is checked and kept."""
+    if choice not in KERNEL_CHOICES:
+        raise ValueError(f"kernels {choice!r}: expected one of {', '.join(KERNEL_CHOICES)}")
+    if choice != "auto":
+        return choice
+    if device.type != "cuda":
+        return "reference"
+    try:
+        importlib.import_module("triton")
+    except ImportError:
+        return "reference"
+    return "fused"

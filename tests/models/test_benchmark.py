@@ -126,7 +126,7 @@ def test_record_schema_and_phases_that_tile_each_run(attention):
     assert record["sampling"] == {"ar_steps": 3, "ar_steps_run": 3, "diffusion_steps": 2, "cfg": 3.0, "cfg_min": None}
     assert record["timing"] == {
         "device": "cpu", "dtype": "fp32", "vae_dtype": "fp32", "warmup": 0, "repeats": 2,
-        "clock": "time.perf_counter", "head_cuda_graphs": False,
+        "clock": "time.perf_counter", "head_cuda_graphs": False, "kernels": "reference",
     }
     assert record["memory_mb"] is None and record["warnings"] == [CPU_WARNING]
     assert list(record["phases_ms"]) == list(PHASES)

@@ -1,30 +1,65 @@
-"""Choosing the linear-attention op: the plain reference by default, the fused Triton kernel on request."""
+"""Choosing the op set: plain references on the CPU, fused Triton kernels by default on CUDA.
+
+The fused set's per-op agreement is tested in tests/ops; here, on CUDA, whole generations: a bf16 image
+from the fused kernels must be as close to the float32 image as the bf16 image of the reference ops is.
+"""
 
 import pytest
 import torch
 
 from models import load_pipeline
-from models.ops.linear_attn.reference import linear_attention_qkv
+from models.errors import LinaError
+from models.ops import REFERENCE_KERNELS, resolve_kernels
 from models.pipeline import ImageRequest
 from models.sampler import SamplingSettings
+from tests.numerics import relative_rms
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernel runs on CUDA")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA")
 
 
-def test_reference_is_the_default_and_bad_choices_are_refused(tiny_c2i_folder):
+def test_cpu_pipelines_run_the_reference_ops(tiny_c2i_folder):
     pipe = load_pipeline(tiny_c2i_folder, device="cpu")
-    assert pipe.transformer.image_encoder.blocks[-1].attn.kernel is linear_attention_qkv
-    with pytest.raises(ValueError, match="'reference' or 'fused'"):
-        pipe.transformer.set_attention_kernel("flash")
-    with pytest.raises(ValueError, match="CUDA only"):
-        load_pipeline(tiny_c2i_folder, device="cpu", attention_kernel="fused")
+    assert pipe.transformer.kernels_name == "reference"
+    with_kernels = [m for m in pipe.transformer.modules() if hasattr(m, "kernels")]
+    assert with_kernels and all(m.kernels is REFERENCE_KERNELS for m in with_kernels)
+
+
+def test_auto_picks_fused_on_cuda_only():
+    assert resolve_kernels("auto", torch.device("cpu")) == "reference"
+    assert resolve_kernels("reference", torch.device("cuda")) == "reference"
+    with pytest.raises(ValueError, match="expected one of auto, fused, reference"):
+        resolve_kernels("flash", torch.device("cpu"))
+
+
+def test_bad_choices_are_refused(tiny_c2i_folder):
+    pipe = load_pipeline(tiny_c2i_folder, device="cpu")
+    with pytest.raises(ValueError, match="expected one of"):
+        pipe.transformer.set_kernels("flash")
+    with pytest.raises(LinaError, match="CUDA only"):
+        load_pipeline(tiny_c2i_folder, device="cpu", kernels="fused")
 
 
 @cuda
-def test_fused_pipeline_matches_reference_within_bf16_rounding(tiny_t2i_folder):
-    settings = SamplingSettings(6, 4, cfg=3.0, cfg_min=1.0)
-    requests = [ImageRequest(seed=1, prompt="a red cube"), ImageRequest(seed=2, prompt="")]
-    reference = load_pipeline(tiny_t2i_folder, device="cuda", dtype="bf16").sample_latents(requests, settings)
-    fused = load_pipeline(tiny_t2i_folder, device="cuda", dtype="bf16", attention_kernel="fused").sample_latents(requests, settings)
-    error = (fused.float() - reference.float()).pow(2).mean().sqrt() / reference.float().pow(2).mean().sqrt()
-    assert error < 2e-2, f"relative RMS {error:.3e}"
+def test_cuda_default_is_fused(tiny_c2i_folder):
+    assert load_pipeline(tiny_c2i_folder, device="cuda").transformer.kernels_name == "fused"
+
+
+@cuda
+@pytest.mark.parametrize("folder", ["tiny_t2i_folder", "tiny_c2i_folder"])
+def test_fused_generation_is_as_accurate_as_reference(folder, request):
+    """Error against float32, summed over seeds: fused bf16 within 1.5× of reference bf16 (and both small).
+
+    Random weights make the AR loop sensitive: two valid bf16 computations drift apart over the steps.
+    What matters is that the fused kernels add no error beyond bf16's own, which this measures.
+    """
+    path = request.getfixturevalue(folder)
+    settings = SamplingSettings(8, 6, cfg=3.0, cfg_min=1.0)
+    kind = {"prompt": "a red cube"} if "t2i" in folder else {"class_label": 3}
+    requests = [ImageRequest(seed=seed, **kind) for seed in range(4)]
+    exact = load_pipeline(path, device="cuda", dtype="fp32", kernels="reference").sample_latents(requests, settings)
+    errors = {}
+    for kernels in ("reference", "fused"):
+        latents = load_pipeline(path, device="cuda", dtype="bf16", kernels=kernels).sample_latents(requests, settings)
+        errors[kernels] = relative_rms(latents.float(), exact)
+    assert errors["reference"] < 0.1, errors
+    assert errors["fused"] <= 1.5 * errors["reference"], errors

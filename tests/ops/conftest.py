@@ -5,9 +5,9 @@ triton is first imported: `triton.jit` picks interpreted or compiled when it dec
 includes triton.language's own jit helpers (`tl.zeros`, `tl.sum`), decorated when triton is imported
 (triton 3.8, `runtime/jit.py`). Importing torch does not import triton, but `torch.utils.flop_counter` does,
 and `models.profiling` imports that while tests/cli is collected, long before this file runs. No in-process
-switch is reliable then, so on a machine without CUDA the fused tests run in a child pytest started with
-TRITON_INTERPRET=1 (`test_fused_kernels_in_triton_interpreter`); running `TRITON_INTERPRET=1 pytest tests/ops`
-directly runs them in-process.
+switch is reliable then, so on a machine without CUDA the fused tests (every test named `*fused*`) run in a
+child pytest started with TRITON_INTERPRET=1 (`test_interpreter.py`); running `TRITON_INTERPRET=1 pytest
+tests/ops` directly runs them in-process.
 """
 
 import importlib
@@ -32,6 +32,43 @@ def _fused_kernel_mode() -> str:
 
 
 FUSED_KERNEL_MODE = _fused_kernel_mode()
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+SKIP_FUSED_REASON = {
+    "missing": "Triton is not installed: no fused kernel to test",
+    "subprocess": "runs in a child pytest under TRITON_INTERPRET=1 (tests/ops/test_interpreter.py)",
+}
+requires_fused = pytest.mark.skipif(
+    FUSED_KERNEL_MODE in SKIP_FUSED_REASON, reason=SKIP_FUSED_REASON.get(FUSED_KERNEL_MODE, "")
+)
+LARGE_NEEDS_CUDA = pytest.mark.skipif(
+    FUSED_KERNEL_MODE != "compiled", reason="released sizes need compiled kernels (too slow for the interpreter)"
+)
+# Triton's interpreter stores bf16 as uint16: it multiplies the bit patterns in tl.dot (triton-lang/triton#11584;
+# its debugging guide: no bf16 arithmetic), and its bf16 conversions do not round to nearest. fp16 takes the
+# very same 16-bit code paths there.
+BF16_NEEDS_CUDA = pytest.mark.skipif(
+    FUSED_KERNEL_MODE == "interpreted", reason="Triton's CPU interpreter has no bf16 arithmetic"
+)
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+# Both sides round the same float32 values to the output dtype; float32 summation-order differences (and the
+# attention kernel's hi/lo operand split, ≈ 2× the input mantissa) flip a rounding now and then, by one ulp: at
+# most 2⁻⁷ relative for bf16, 2⁻¹⁰ for fp16. The bounds let a quarter of the elements flip (√¼ · ulp). fp32
+# outputs differ only by float32 reordering of sums (~1e-6).
+RELATIVE_RMS_TOLERANCE = {torch.float32: 1e-5, torch.float16: 2**-11, torch.bfloat16: 2**-8}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def dtype_marks(dtype: torch.dtype) -> list:
+    return [BF16_NEEDS_CUDA] if dtype == torch.bfloat16 else []
+
+
+def dtype_params(dtypes=DTYPES) -> list:
+    """One pytest param per dtype, bf16 marked to need CUDA, with readable ids."""
+    return [pytest.param(dtype, marks=dtype_marks(dtype), id=dtype_name(dtype)) for dtype in dtypes]
 
 
 @pytest.fixture(autouse=True)

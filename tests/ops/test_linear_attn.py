@@ -1,15 +1,11 @@
 """The fused linear-attention kernel against its plain-PyTorch reference, and the reference against the model.
 
-Without CUDA the kernels run in Triton's CPU interpreter, in a child pytest (see conftest.py; for per-case
+Without CUDA the kernels run in Triton's CPU interpreter, in a child pytest (test_interpreter.py; for per-case
 results run `TRITON_INTERPRET=1 pytest tests/ops`), so those shapes stay tiny; the released shapes
 (N = 5120, d = 96, H = 16) and bf16 run only with compiled kernels on CUDA.
 """
 
 import importlib
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,47 +13,24 @@ import torch
 from models.attention import FEATURE_EPS, LinearAttention, linear_attention
 from models.ops.linear_attn.reference import linear_attention_qkv as reference_attention
 from tests.numerics import relative_rms
-from tests.ops.conftest import FUSED_KERNEL_MODE, FUSED_MODULE, assert_close
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INTERPRETER_RUN_TIMEOUT_S = 300  # the child takes a few seconds; this only stops a hang
-HAS_CUDA = torch.cuda.is_available()
-DEVICE = torch.device("cuda" if HAS_CUDA else "cpu")
-SKIP_FUSED_REASON = {
-    "missing": "Triton is not installed: no fused kernel to test",
-    "subprocess": "runs in a child pytest under TRITON_INTERPRET=1 (test_fused_kernels_in_triton_interpreter)",
-}
-requires_fused = pytest.mark.skipif(
-    FUSED_KERNEL_MODE in SKIP_FUSED_REASON, reason=SKIP_FUSED_REASON.get(FUSED_KERNEL_MODE, "")
+from tests.ops.conftest import (
+    DEVICE,
+    DTYPES,
+    FUSED_KERNEL_MODE,
+    FUSED_MODULE,
+    LARGE_NEEDS_CUDA,
+    RELATIVE_RMS_TOLERANCE,
+    assert_close,
+    dtype_marks,
+    dtype_name,
+    dtype_params,
+    requires_fused,
 )
-LARGE_NEEDS_CUDA = pytest.mark.skipif(
-    FUSED_KERNEL_MODE != "compiled", reason="released sizes need compiled kernels (too slow for the interpreter)"
-)
-# Triton's interpreter stores bf16 as uint16 and multiplies the bit patterns in tl.dot (triton-lang/triton#11584;
-# its debugging guide: no bf16 arithmetic). fp16 takes the very same 16-bit code path there.
-BF16_NEEDS_CUDA = pytest.mark.skipif(
-    FUSED_KERNEL_MODE == "interpreted", reason="Triton's CPU interpreter does not support bf16 tl.dot"
-)
-
-# Both sides round the same float32 values to the output dtype; float32 summation-order differences (and the
-# kernel's hi/lo operand split, ≈ 2× the input mantissa) flip a rounding now and then, by one ulp: at most
-# 2⁻⁷ relative for bf16, 2⁻¹⁰ for fp16. The bounds let a quarter of the elements flip (√¼ · ulp). fp32 outputs
-# differ only by float32 reordering of sums over N ≤ 5120 and d ≤ 128 terms (~1e-6).
-RELATIVE_RMS_TOLERANCE = {torch.float32: 1e-5, torch.float16: 2**-11, torch.bfloat16: 2**-8}
 
 # (B, N, H, d): encoder-mode odd lengths and decoder-like ones; d = 96 is the released models' head dim (padded
 # to 128 inside), 60 and 12 pad to 64 and 16, 8 pads up to tl.dot's minimum of 16.
 INTERPRETER_SHAPES = [(1, 17, 2, 12), (2, 65, 3, 96), (2, 80, 2, 8), (1, 63, 4, 60)]
 CUDA_SHAPES = [(2, 5120, 16, 96), (2, 1024, 16, 96), (1, 4097, 16, 96), (3, 1300, 5, 60)]
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def dtype_marks(dtype: torch.dtype) -> list:
-    return [BF16_NEEDS_CUDA] if dtype == torch.bfloat16 else []
 
 
 def case_id(shape: tuple[int, int, int, int], gate: bool, dtype: torch.dtype) -> str:
@@ -73,10 +46,6 @@ def cases(shapes) -> list:
         for gate in (False, True)
         for dtype in DTYPES
     ]
-
-
-def dtype_params(dtypes=DTYPES) -> list:
-    return [pytest.param(dtype, marks=dtype_marks(dtype), id=dtype_name(dtype)) for dtype in dtypes]
 
 
 def make_inputs(shape, gate: bool, dtype: torch.dtype, seed: int = 0):
@@ -231,25 +200,3 @@ def test_fused_rejects_bad_input(qkv, heads, key_scale, value_scale, message):
 def test_fused_rejects_cpu_tensor_when_compiled():
     with pytest.raises(ValueError, match="runs on CUDA tensors"):
         fused_attention()(torch.randn(1, 4, 3 * 16), 1)
-
-
-# ----------------------------------------------------------------------------------------------------
-# The interpreter run on machines without CUDA
-# ----------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.skipif(
-    FUSED_KERNEL_MODE != "subprocess", reason="only for an installed Triton without CUDA or TRITON_INTERPRET=1"
-)
-def test_fused_kernels_in_triton_interpreter():
-    """Run this file's fused tests in a child pytest that has Triton's CPU interpreter on from its start."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-k", "fused", "-q", "-p", "no:cacheprovider"],
-        cwd=REPO_ROOT,
-        env={**os.environ, "TRITON_INTERPRET": "1"},
-        capture_output=True,
-        text=True,
-        timeout=INTERPRETER_RUN_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
-    assert " passed" in result.stdout and " failed" not in result.stdout, result.stdout[-8000:]
