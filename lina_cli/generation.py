@@ -73,6 +73,7 @@ def load_checked_pipeline(
     revision: str | None,
     offline: bool | None,
     cache_dir: str | None = None,
+    kernels: str = "auto",
 ) -> "LinaPipeline":
     """`models.load_pipeline`, then check that the run fits the model: its task, `--size` and class ids.
 
@@ -82,7 +83,9 @@ def load_checked_pipeline(
     """
     from models import load_pipeline
 
-    pipe = load_pipeline(model, device=device, dtype=dtype, revision=revision, offline=offline, cache_dir=cache_dir)
+    pipe = load_pipeline(
+        model, device=device, dtype=dtype, revision=revision, offline=offline, cache_dir=cache_dir, kernels=kernels
+    )
     if pipe.task != task:
         wanted = "prompts" if pipe.task == "t2i" else "--class ids"
         raise InvalidPromptError(f"{model} is a {pipe.task} model: it takes {wanted}")
@@ -119,6 +122,7 @@ def image_metadata(pipe: "LinaPipeline", job: ImageJob, settings: "SamplingSetti
         device=str(pipe.device),
         lina_version=__version__,
         torch_version=torch.__version__,
+        kernels=pipe.transformer.kernels_name,
     )
 
 

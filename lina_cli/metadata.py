@@ -45,6 +45,7 @@ class ImageMetadata:
     device: str
     lina_version: str
     torch_version: str
+    kernels: str = "reference"  # the op set (`models.ops`); records from before it existed used the reference
 
     # ------------------------------------------------------------------------------- identity ----
 
@@ -56,6 +57,7 @@ class ImageMetadata:
         return (
             self.repo_id or self.model, self.revision, self.task, self.seed, self.prompt, self.negative_prompt,
             self.class_label, tuple(self.size), self.ar_steps, self.diffusion_steps, self.cfg, self.cfg_min, self.dtype,
+            self.kernels,
         )
 
     # --------------------------------------------------------------------------------- encode ----
@@ -71,10 +73,11 @@ class ImageMetadata:
         if not isinstance(version, int) or version > METADATA_VERSION:
             raise MetadataError(f"{origin}: lina metadata version {version!r} is not supported (this lina reads ≤ {METADATA_VERSION})")
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(fields - set(data))
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+        missing = sorted(fields - optional - set(data))
         if missing:
             raise MetadataError(f"{origin}: lina metadata lacks {missing}")
-        values = {name: data[name] for name in fields}
+        values = {name: data[name] for name in fields if name in data}
         values["size"] = tuple(values["size"])
         return cls(**values)
 
@@ -95,7 +98,7 @@ class ImageMetadata:
         ]
         if self.revision:
             pairs.append(("Model hash", self.revision[:REVISION_SHOWN]))
-        pairs += [("Dtype", self.dtype), ("Version", f"lina {self.lina_version}")]
+        pairs += [("Dtype", self.dtype), ("Kernels", self.kernels), ("Version", f"lina {self.lina_version}")]
         lines.append(", ".join(f"{key}: {value}" for key, value in pairs))
         return "\n".join(lines)
 

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from lina_cli.settings import DTYPE_CHOICES, FORMAT_CHOICES, SETTINGS
+from models.constants import KERNEL_CHOICES
 
 
 def setting_help(name: str) -> str:
@@ -35,6 +36,7 @@ FormatOpt = setting_option("--format", setting="format", metavar="|".join(FORMAT
 SeedOpt = setting_option("-s", "--seed", setting="seed", kind=int, min=0)
 DtypeOpt = setting_option("--dtype", setting="dtype", metavar="|".join(DTYPE_CHOICES))
 DeviceOpt = setting_option("--device", setting="device")
+KernelsOpt = setting_option("--kernels", setting="kernels", metavar="|".join(KERNEL_CHOICES))
 ImagePathArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A PNG written by `lina generate`.")
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lina_cli.errors import SettingsError
-from models.constants import DEFAULT_MODEL
+from models.constants import DEFAULT_MODEL, KERNEL_CHOICES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -97,6 +97,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("size", int, None, "image side in pixels; checked against the checkpoint", minimum=1),
         Setting("dtype", str, "auto", "compute dtype (auto: bf16 on CUDA, fp32 on CPU)", choices=DTYPE_CHOICES),
         Setting("device", str, None, "cpu, cuda or cuda:N (default: cuda if available, else cpu)"),
+        Setting("kernels", str, "auto", "model ops: fused Triton kernels (CUDA; same images up to bf16 rounding, "
+                "about twice as fast) or the plain-PyTorch reference (bit-identical to the authors' code); auto: "
+                "fused on CUDA, reference elsewhere", choices=KERNEL_CHOICES),
         Setting("batch_size", int, 1, "images sampled together (lower it on out-of-memory)", minimum=1),
         Setting("output", str, "outputs", "folder, .png file name (one image), or template with {index}, {seed}, {prompt_slug}, {class}"),
         Setting("overwrite", bool, False, "replace existing files instead of skipping them"),

@@ -24,6 +24,7 @@ from lina_cli.options import (
     DeviceOpt,
     DtypeOpt,
     FormatOpt,
+    KernelsOpt,
     ModelOpt,
     OfflineOpt,
     RevisionOpt,
@@ -77,6 +78,7 @@ def generate(
     negative_prompt: setting_option("--negative-prompt", setting="negative_prompt") = None,
     size: setting_option("--size", setting="size", kind=int, min=1) = None,
     dtype: DtypeOpt = None,
+    kernels: KernelsOpt = None,
     device: DeviceOpt = None,
     batch_size: setting_option("-b", "--batch-size", setting="batch_size", kind=int, min=1) = None,
     output: setting_option("-o", "--output", setting="output") = None,
@@ -107,7 +109,7 @@ def generate(
     given = {
         "model": model, "revision": revision, "num_images": num_images, "seed": seed, "cfg": cfg, "cfg_min": cfg_min,
         "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "negative_prompt": negative_prompt, "size": size,
-        "dtype": dtype, "device": device, "batch_size": batch_size, "output": output, "overwrite": overwrite,
+        "dtype": dtype, "device": device, "kernels": kernels, "batch_size": batch_size, "output": output, "overwrite": overwrite,
         "save_latents": save_latents, "offline": offline, "cache_dir": cache_dir, "format": format,
     }
     recorded = read_metadata(from_metadata) if from_metadata else None
@@ -145,7 +147,7 @@ def generate(
             pipe = load_checked_pipeline(
                 model_name, task=task, size=value["size"], class_labels=[c.class_label for c in conditions if task == "c2i"],
                 device=target, dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None,
-                cache_dir=value["cache_dir"],
+                cache_dir=value["cache_dir"], kernels=value["kernels"],
             )
         sampler = pipe.sampling_settings(value["ar_steps"], value["diffusion_steps"], value["cfg"], value["cfg_min"])
         options = RunOptions(batch_size=value["batch_size"], save_latents=value["save_latents"], overwrite=value["overwrite"])
@@ -178,6 +180,7 @@ def _replay(recorded: ImageMetadata) -> dict[str, Any]:
         "diffusion_steps": recorded.diffusion_steps,
         "negative_prompt": recorded.negative_prompt,
         "dtype": recorded.dtype,
+        "kernels": recorded.kernels,
     }
 
 

@@ -16,7 +16,7 @@ from rich.markup import escape
 from lina_cli.console import Printer, stderr_console, stdout_console
 from lina_cli.errors import DeviceUnavailableError
 from lina_cli.framework import typer_factory
-from lina_cli.options import CacheDirOpt, DeviceOpt, DtypeOpt
+from lina_cli.options import CacheDirOpt, DeviceOpt, DtypeOpt, KernelsOpt
 from lina_cli.settings import resolve_settings
 from models.config import SAMPLING_DEFAULTS
 from models.constants import RELEASED_MODELS
@@ -390,6 +390,7 @@ def pipeline(
     cfg_min: CfgMinOpt = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
+    kernels: KernelsOpt = None,
     warmup: PipelineWarmupOpt = 1,
     repeats: PipelineRepeatsOpt = 3,
     decode: DecodeOpt = True,
@@ -408,9 +409,9 @@ def pipeline(
         raise typer.BadParameter(f"{attention!r}: expected linear or softmax", param_hint="--attention")
     if peak_tflops is not None and not peak_tflops > 0:
         raise typer.BadParameter(f"{peak_tflops}: expected a positive rate in TFLOP/s", param_hint="--peak-tflops")
-    given = {"dtype": dtype, "device": device, "cache_dir": cache_dir}
+    given = {"dtype": dtype, "device": device, "kernels": kernels, "cache_dir": cache_dir}
     settings = resolve_settings(given, list(given))
-    dtype, device, cache_dir = (settings[name].value for name in given)
+    dtype, device, kernels, cache_dir = (settings[name].value for name in given)
 
     import torch
 
@@ -443,7 +444,8 @@ def pipeline(
         transformers_logging.disable_progress_bar()
     with _spinner("timing the pipeline") as progress:
         record = benchmark_pipeline(
-            target, sampling, timing, batch_size=batch_size, decode=decode, peak_tflops=peak_tflops, progress=progress
+            target, sampling, timing, batch_size=batch_size, decode=decode, peak_tflops=peak_tflops, kernels=kernels,
+            progress=progress,
         )
     if json_path == STDOUT:
         typer.echo(records_to_json([record]), nl=False)
@@ -510,7 +512,7 @@ def _pipeline_table(record: dict[str, Any]):
     )
     title = (
         f"{record['model']} ({record['task']} {height}×{width}, {record['attention']} attention, {record['weights']} "
-        f"weights) on {where}, batch {record['batch_size']}, {timing['dtype']}\n"
+        f"weights) on {where}, batch {record['batch_size']}, {timing['dtype']}, {timing['kernels']} kernels\n"
         f"{sampling['ar_steps']} AR steps ({sampling['ar_steps_run']} non-empty), {sampling['diffusion_steps']} "
         f"diffusion steps, {guidance}; median of {timing['repeats']} runs after {timing['warmup']} warm-up "
         f"({timing['clock']})"

@@ -103,6 +103,24 @@ def test_info_and_from_metadata_reproduce_the_image(lina, tiny_c2i_folder, tmp_p
     assert read_metadata(tmp_path / "again.png").recipe() == read_metadata(source).recipe()
 
 
+@needs_no_cuda
+def test_fused_kernels_on_the_cpu_are_refused_in_one_line(lina, tiny_c2i_folder, tmp_path):
+    result = lina("generate", "-m", tiny_c2i_folder, "--class", "1", "-s", "1", "--kernels", "fused", "-o", tmp_path / "out", *FAST)
+    assert result.exit_code == 1
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "the fused kernels run on CUDA only" in error_lines[0], result.stderr
+    assert "reference kernels" in error_lines[0] and "Traceback" not in result.stderr
+    assert files(tmp_path / "out") == []
+
+
+def test_kernels_are_recorded_and_checked(lina, tiny_c2i_folder, tmp_path):
+    result = lina("generate", "-m", tiny_c2i_folder, "--class", "1", "--kernels", "reference", "-o", tmp_path / "a.png", *FAST)
+    assert result.exit_code == 0, result.output
+    assert read_metadata(tmp_path / "a.png").kernels == "reference"
+    unknown = lina("generate", "-m", tiny_c2i_folder, "--class", "1", "--kernels", "flash", "-o", tmp_path / "b.png", *FAST)
+    assert unknown.exit_code != 0 and "flash" in unknown.stderr and not (tmp_path / "b.png").exists()
+
+
 def test_info_on_an_image_without_metadata(lina, tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
     result = lina("info", tmp_path / "plain.png")

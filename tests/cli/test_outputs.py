@@ -94,6 +94,12 @@ def test_folder_nobody_may_create_is_not_writable():
         check_writable({Path("/sys/lina-test")})
 
 
+def test_metadata_from_before_the_kernels_field_reads_as_reference():
+    data = metadata().to_json()
+    del data["kernels"]
+    assert ImageMetadata.from_json(data).kernels == "reference"
+
+
 def test_png_metadata_round_trip(tmp_path):
     record = metadata()
     path = tmp_path / "out.png"
@@ -105,7 +111,7 @@ def test_png_metadata_round_trip(tmp_path):
         "Negative prompt: blurry",
         "Steps: 4, Diffusion steps: 3, Sampler: LINA autoregressive + flow Euler, CFG scale: 7.0, CFG min: 7.0, "
         "Seed: 5, Size: 64x64, Model: techmonsterwang/LINA-t2i-d48w1536-sdxl1024, Model hash: 0123456789, "
-        "Dtype: fp32, Version: lina 0.1.0",
+        "Dtype: fp32, Kernels: reference, Version: lina 0.1.0",
     ]
     assert METADATA_KEY in text
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temp file left
