@@ -293,10 +293,11 @@ class TimedVariant:
 TIMED_VARIANTS = (
     TimedVariant("softmax", "softmax (PyTorch SDPA)", "softmax", build_attention, fp32=False),
     TimedVariant("linear_fp32", "linear, reference style (all fp32 matmuls)", "linear", build_attention, fp32=True),
-    # The model's default linear path: projections in the requested dtype, plain fp32 core.
-    TimedVariant("linear", "linear, ours (plain PyTorch, fp32 core)", "linear", build_attention, fp32=False),
+    # The model's reference ops (the CPU path): projections in the requested dtype, plain fp32 core.
+    TimedVariant("linear", "linear, ours (reference kernels)", "linear", build_attention, fp32=False),
+    # The model's CUDA default: the fused Triton attention core and conv branch.
     TimedVariant(
-        "linear_fused", "linear, ours (fused Triton op)", "linear", build_fused_attention, fp32=False, cuda_only=True
+        "linear_fused", "linear, ours (fused kernels)", "linear", build_fused_attention, fp32=False, cuda_only=True
     ),
 )
 

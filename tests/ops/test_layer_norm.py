@@ -64,36 +64,32 @@ def test_references_are_the_module_expressions(dtype):
 # ----------------------------------------------------------------------------------------------------
 
 
+# Each pattern as (op name, call(module, tensors)): the post-norm residual, the head's gated residual (gate a
+# strided chunk, read in place) and the head's AdaLN modulation.
+PATTERNS = {
+    "add": lambda ops, x, residual, weight, bias, gate, scale, shift: ops.add_layer_norm(
+        residual, x, weight, bias, LAYER_NORM_EPS
+    ),
+    "gated_add": lambda ops, x, residual, weight, bias, gate, scale, shift: ops.add_layer_norm(
+        residual, x, weight, bias, LAYER_NORM_EPS, gate=gate
+    ),
+    "modulated": lambda ops, x, residual, weight, bias, gate, scale, shift: ops.modulated_layer_norm(
+        x, scale, shift, ADALN_EPS
+    ),
+}
+
+
 @requires_fused
 @pytest.mark.parametrize("dtype", dtype_params())
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "x".join(map(str, shape)))
-def test_fused_add_layer_norm_matches_reference(shape, dtype):
-    x, residual, weight, bias, _, _, _ = inputs(shape, dtype)
-    actual = fused_module().add_layer_norm(residual, x, weight, bias, LAYER_NORM_EPS)
-    expected = reference.add_layer_norm(residual, x, weight, bias, LAYER_NORM_EPS)
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_fused_layer_norm_matches_reference(pattern, shape, dtype):
+    tensors = inputs(shape, dtype, seed=len(pattern))
+    assert not tensors[4].is_contiguous()  # the gate (and scale, shift): chunks of one wider matrix
+    actual = PATTERNS[pattern](fused_module(), *tensors)
+    expected = PATTERNS[pattern](reference, *tensors)
     assert actual.dtype == dtype and actual.is_contiguous()
-    assert_close(actual, expected, RELATIVE_RMS_TOLERANCE[dtype], f"add_layer_norm {shape}")
-
-
-@requires_fused
-@pytest.mark.parametrize("dtype", dtype_params())
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "x".join(map(str, shape)))
-def test_fused_gated_add_layer_norm_matches_reference(shape, dtype):
-    x, residual, weight, bias, gate, _, _ = inputs(shape, dtype, seed=1)
-    assert not gate.is_contiguous()  # read in place, with its row stride
-    actual = fused_module().add_layer_norm(residual, x, weight, bias, LAYER_NORM_EPS, gate=gate)
-    expected = reference.add_layer_norm(residual, x, weight, bias, LAYER_NORM_EPS, gate=gate)
-    assert_close(actual, expected, RELATIVE_RMS_TOLERANCE[dtype], f"gated add_layer_norm {shape}")
-
-
-@requires_fused
-@pytest.mark.parametrize("dtype", dtype_params())
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "x".join(map(str, shape)))
-def test_fused_modulated_layer_norm_matches_reference(shape, dtype):
-    x, _, _, _, _, scale, shift = inputs(shape, dtype, seed=2)
-    actual = fused_module().modulated_layer_norm(x, scale, shift, ADALN_EPS)
-    expected = reference.modulated_layer_norm(x, scale, shift, ADALN_EPS)
-    assert_close(actual, expected, RELATIVE_RMS_TOLERANCE[dtype], f"modulated_layer_norm {shape}")
+    assert_close(actual, expected, RELATIVE_RMS_TOLERANCE[dtype], f"{pattern} {shape}")
 
 
 @requires_fused
