@@ -12,7 +12,8 @@ from lina_cli.app import app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Few steps keep each tiny generation well under a second on two CPU cores.
-FAST = ["--ar-steps", "4", "--diffusion-steps", "3", "--device", "cpu"]
+SHORT_SAMPLING = ["--ar-steps", "4", "--diffusion-steps", "3"]
+FAST = [*SHORT_SAMPLING, "--device", "cpu"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""A real two-process `torchrun` (Gloo on the CPU) makes exactly the images one process makes."""
+"""A real two-process `torchrun` makes exactly the images one process makes: Gloo on the CPU, and NCCL on two
+GPUs where there are two (there each rank runs the fused kernels and head graphs on its own GPU)."""
 
 import json
 import os
@@ -6,18 +7,29 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 from lina_cli.metadata import read_metadata
-from tests.cli.conftest import FAST, REPO_ROOT, run_lina_process
+from tests.cli.conftest import REPO_ROOT, SHORT_SAMPLING, run_lina_process
 
 
-def test_two_ranks_make_the_same_images_as_one_process(tiny_c2i_folder, tmp_path):
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_two_ranks_make_the_same_images_as_one_process(device, tiny_c2i_folder, tmp_path):
     # No -s: rank 0 draws the random seed and must share it, or the ranks' halves would not fit together.
     # Both runs sample one image at a time with one CPU thread per process (torchrun's own default): batch
     # shape and thread count change the order of float sums in CPU kernels, and a last-bit difference can flip
     # a pixel's uint8 truncation (see test_batch_size_does_not_change_the_images).
-    run = ["generate", "-m", str(tiny_c2i_folder), "--class", "1-3", "-n", "2", "-b", "1", *FAST, "--format", "json"]
+    run = ["generate", "-m", str(tiny_c2i_folder), "--class", "1-3", "-n", "2", "-b", "1", "--device", device]
+    run += SHORT_SAMPLING
+    run += ["--format", "json"]
     threads = {"OMP_NUM_THREADS": "1"}
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **threads}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lina_cli"]
@@ -27,7 +39,7 @@ def test_two_ranks_make_the_same_images_as_one_process(tiny_c2i_folder, tmp_path
     assert multi.returncode == 0, multi.stderr
     records = [json.loads(line) for line in multi.stdout.splitlines() if line.startswith("{")]
     assert [record["index"] for record in records] == list(range(6))  # rank 0 reports every image, once
-    assert {record["device"] for record in records} == {"cpu"}
+    assert {record["device"] for record in records} == ({"cpu"} if device == "cpu" else {"cuda:0", "cuda:1"})
 
     written = sorted((tmp_path / "multi").iterdir())
     base_seed = read_metadata(written[0]).seed

@@ -63,3 +63,15 @@ def test_fused_generation_is_as_accurate_as_reference(folder, request):
         errors[kernels] = relative_rms(latents.float(), exact)
     assert errors["reference"] < 0.1, errors
     assert errors["fused"] <= 1.5 * errors["reference"], errors
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_pipeline_on_the_second_gpu_matches_the_first(tiny_t2i_folder):
+    """Kernels and head graphs run on the pipeline's GPU, not the current one (Triton launches on the current)."""
+    settings = SamplingSettings(6, 4, cfg=3.0)
+    requests = [ImageRequest(seed=1, prompt="a red cube")]
+    assert torch.cuda.current_device() == 0
+    first = load_pipeline(tiny_t2i_folder, device="cuda:0", dtype="bf16").sample_latents(requests, settings)
+    second = load_pipeline(tiny_t2i_folder, device="cuda:1", dtype="bf16").sample_latents(requests, settings)
+    assert torch.cuda.current_device() == 0 and second.device == torch.device("cuda", 1)
+    assert torch.equal(first.cpu(), second.cpu())

@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from models.ops.device import on_input_device
+
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 # Tile of one program: 32 consecutive image tokens (taps along a grid row share cache lines) × 256 channels
 # (512-byte rows in bf16). Fastest of 18 tile/warp choices on an H200 at the 1024-px decoder's size
@@ -97,6 +99,7 @@ def _check_inputs(out, x, weight, bias, token_grid) -> None:
         )
 
 
+@on_input_device
 def add_depthwise_conv(
     out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, token_grid: tuple[int, int]
 ) -> torch.Tensor:

@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from models.ops.device import on_input_device
+
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 MAX_WIDTH = 8192  # one row lives in registers; LINA's widths are 1536 (transformer and head)
 # Rows per program and warps: a sensible default, not a tuned optimum. A sweep on the H200 (1-16 rows, 2-16
@@ -166,6 +168,7 @@ def _launch(x: torch.Tensor, eps: float, **tensors: torch.Tensor | None) -> torc
     return out
 
 
+@on_input_device
 def add_layer_norm(
     residual: torch.Tensor,
     x: torch.Tensor,
@@ -191,6 +194,7 @@ def add_layer_norm(
     return _launch(x, eps, residual=residual, weight=weight, bias=bias, gate=gate)
 
 
+@on_input_device
 def modulated_layer_norm(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, eps: float) -> torch.Tensor:
     """LayerNorm(x) without affine, ·(1 + scale) + shift, in one kernel; same contract as `add_layer_norm`."""
     return _launch(x, eps, scale=scale, shift=shift)

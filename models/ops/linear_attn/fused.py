@@ -44,6 +44,7 @@ import torch
 import triton
 import triton.language as tl
 
+from models.ops.device import on_input_device
 from models.ops.linear_attn.reference import FEATURE_EPS, NORMALISER_EPS
 
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -279,6 +280,7 @@ def _check_inputs(
         )
 
 
+@on_input_device
 def linear_attention_qkv(
     qkv: torch.Tensor,
     num_heads: int,
