@@ -51,7 +51,7 @@ from models.hub import download_command
 from models.loading import read_json, resolve_model_path
 from models.ops import resolve_kernels
 from models.pipeline import dtype_name, load_pipeline, resolve_device, resolve_dtype
-from models.profiling import MIB, TimingSettings, environment, percentiles_ms
+from models.timing import MIB, TimingSettings, environment, percentiles_ms
 from models.sampler import (
     PHASE_CONTEXT,
     PHASE_HEAD,

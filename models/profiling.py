@@ -3,8 +3,8 @@
 `profile_attention(cases, timing)` returns one JSON-ready record per configuration, with the closed forms
 of `models.flops` next to what `torch.utils.flop_counter.FlopCounterMode` counts on the real modules of
 this package (attention core, attention module, transformer block, one AR step of the model), and,
-when `timing` is given, the latency and peak memory of each attention module. `write_json`,
-`write_csv` and `save_plot` turn the records into files. `lina profile attention` is a thin wrapper.
+when `timing` is given, the latency and peak memory of each attention module (clocks in `models.timing`).
+`models.profile_files` turns the records into JSON, CSV and a plot. `lina profile attention` is a thin wrapper.
 
 Counting runs on the meta device by default: only shapes flow through the modules, so any size is
 counted instantly and without memory, and PyTorch's SDPA takes its math path there (plain bmm ops).
@@ -13,18 +13,11 @@ Counter pitfalls handled (ANCHORS §5(c)): the CPU SDPA kernel has no formula be
 must register theirs there too, or they count as zero.
 """
 
-import csv
 import dataclasses
-import io
-import json
-import platform
 import statistics
-import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -52,20 +45,15 @@ from models.flops import (
     image_grid_of_layout,
     module_macs,
 )
-from models.loading import write_atomic
 from models.ops import fused_kernels
-from models.pipeline import dtype_name, resolve_device, resolve_dtype
+from models.pipeline import dtype_name
 from models.sampler import gather_tokens
+from models.timing import TimingSettings, cpu_times, cuda_peak_memory, cuda_times, environment, percentiles_ms
 from models.transformer import Block, LinaTransformer
 
 Scope = Literal["core", "module", "block", "ar_step"]
 SCOPES: tuple[Scope, ...] = ("core", "module", "block", "ar_step")
 ATTENTIONS: tuple[Attention, ...] = ("linear", "softmax")
-MIB = 2**20  # memory is reported in MB = 2^20 bytes, as torch.cuda.memory_summary does
-# Timing defaults per device type: CUDA kernels are short and noisy, so many repeats; CPU runs are
-# long, so few, which keeps `lina profile attention` quick on a laptop.
-TIMING_DEFAULTS = {"cuda": {"warmup": 10, "repeats": 50}, "cpu": {"warmup": 1, "repeats": 3}}
-_PERCENTILES = 10  # spread = the 10th and 90th percentile of the timed calls
 
 
 def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -256,29 +244,6 @@ def closed_form(case: ProfileCase, attention: Attention, scope: Scope) -> MacCou
 
 
 @dataclass(frozen=True)
-class TimingSettings:
-    """Where and how to time: `warmup` untimed calls, then `repeats` timed ones."""
-
-    device: torch.device
-    dtype: torch.dtype
-    warmup: int
-    repeats: int
-
-    @classmethod
-    def resolve(
-        cls, device: str | None = None, dtype: str | None = None, warmup: int | None = None, repeats: int | None = None
-    ) -> "TimingSettings":
-        """Fill defaults: CUDA when available, bf16 on CUDA / fp32 on CPU, and `TIMING_DEFAULTS`."""
-        resolved = resolve_device(device)
-        defaults = TIMING_DEFAULTS["cuda" if resolved.type == "cuda" else "cpu"]
-        warmup = defaults["warmup"] if warmup is None else warmup
-        repeats = defaults["repeats"] if repeats is None else repeats
-        if warmup < 0 or repeats < 1:
-            raise InvalidConfigError(f"warmup={warmup}, repeats={repeats}: need warmup ≥ 0 and repeats ≥ 1")
-        return cls(resolved, resolve_dtype(dtype, resolved), warmup, repeats)
-
-
-@dataclass(frozen=True)
 class TimedVariant:
     """One attention implementation to time (one entry of TIMED_VARIANTS)."""
 
@@ -316,14 +281,6 @@ def _ready_module(
     return module.eval()
 
 
-def percentiles_ms(times: list[float]) -> tuple[float, float]:
-    """The 10th and 90th percentile of timings (the one value twice when there is only one)."""
-    if len(times) < 2:
-        return times[0], times[0]
-    cuts = statistics.quantiles(times, n=_PERCENTILES, method="inclusive")
-    return cuts[0], cuts[-1]
-
-
 @torch.inference_mode()
 def time_variant(variant: TimedVariant, shape: AttentionShape, timing: TimingSettings) -> dict[str, Any]:
     """Median and p10/p90 latency of one forward call, and on CUDA its peak memory.
@@ -344,10 +301,10 @@ def time_variant(variant: TimedVariant, shape: AttentionShape, timing: TimingSet
             module(x)
         if device.type == "cuda":
             with torch.cuda.device(device):  # events and syncs must be on the module's device
-                record |= _cuda_peak_memory(lambda: module(x), device)
+                record |= cuda_peak_memory(lambda: module(x), device)
                 times = cuda_times(lambda: module(x), timing.repeats)
         else:
-            times = _cpu_times(lambda: module(x), timing.repeats)
+            times = cpu_times(lambda: module(x), timing.repeats)
     except torch.cuda.OutOfMemoryError:
         return record | {"error": "out of memory"}
     finally:
@@ -356,62 +313,6 @@ def time_variant(variant: TimedVariant, shape: AttentionShape, timing: TimingSet
     p10, p90 = percentiles_ms(times)
     latency = {"latency_ms": statistics.median(times), "latency_p10_ms": p10, "latency_p90_ms": p90}
     return record | latency | {"repeats": len(times)}
-
-
-def cuda_times(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Milliseconds of `repeats` calls of `fn`, each bracketed by CUDA events, with one synchronisation at the end."""
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-    for start, end in events:
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    return [start.elapsed_time(end) for start, end in events]
-
-
-def _cpu_times(fn: Callable[[], object], repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
-def _cuda_peak_memory(fn: Callable[[], object], device: torch.device) -> dict[str, float]:
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device)
-    return {"peak_mem_mb": peak / MIB, "forward_mem_mb": (peak - before) / MIB}
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions and hardware the timings were measured on."""
-    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        info |= {
-            "gpu": torch.cuda.get_device_name(index),
-            "driver": _nvidia_driver(index),
-            "cuda": torch.version.cuda,
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,  # True would make the "fp32" rows TF32
-        }
-    else:
-        info |= {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
-    return info
-
-
-def _nvidia_driver(index: int) -> str | None:
-    """The NVIDIA driver version from nvidia-smi (torch does not expose it); None when unavailable."""
-    query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", f"--id={index}"]
-    try:
-        result = subprocess.run(query, capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -508,111 +409,3 @@ def profile_attention(
 ) -> list[dict[str, Any]]:
     """`profile_case` for each case, in order."""
     return [profile_case(case, timing, count_device, progress) for case in cases]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Files
-# ----------------------------------------------------------------------------------------------------
-
-CSV_COLUMNS = (
-    "task", "resolution", "seq_len", "dim", "heads", "batch", "attention", "dtype",
-    "core_macs", "module_macs", "module_flops", "module_measured_flops", "block_macs", "ar_step_macs",
-    "latency_ms", "latency_p10_ms", "latency_p90_ms", "peak_mem_mb",
-)
-
-
-def csv_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per configuration and timed variant; MAC columns are MACs (fvcore), `*_flops` are 2 × MACs."""
-    rows = []
-    for record in records:
-        for key in ("linear", "softmax", *(v.key for v in TIMED_VARIANTS if v.key not in ("linear", "softmax"))):
-            if key not in record:
-                continue
-            counts = record["softmax" if key == "softmax" else "linear"]
-            timed = record[key]
-            rows.append({
-                **{name: record[name] for name in ("task", "resolution", "seq_len", "dim", "heads", "batch")},
-                "attention": key,
-                "dtype": timed.get("dtype"),
-                "core_macs": counts["core"]["macs"],
-                "module_macs": counts["macs"],
-                "module_flops": counts["flops"],
-                "module_measured_flops": counts["measured_flops"],
-                "block_macs": counts["block"]["macs"],
-                "ar_step_macs": counts.get("ar_step", {}).get("macs"),
-                **{name: timed.get(name) for name in ("latency_ms", "latency_p10_ms", "latency_p90_ms", "peak_mem_mb")},
-            })
-    return rows
-
-
-def records_to_csv(records: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(csv_rows(records))
-    return buffer.getvalue()
-
-
-def records_to_json(records: list[dict[str, Any]]) -> str:
-    return json.dumps(records, indent=2) + "\n"
-
-
-def write_json(records: list[dict[str, Any]], path: str | Path) -> None:
-    """Write the records as a JSON list (atomically)."""
-    write_atomic(Path(path), lambda tmp: tmp.write_text(records_to_json(records), encoding="utf-8"))
-
-
-def write_csv(records: list[dict[str, Any]], path: str | Path) -> None:
-    """Write `csv_rows(records)` (atomically)."""
-    write_atomic(Path(path), lambda tmp: tmp.write_text(records_to_csv(records), encoding="utf-8"))
-
-
-_PLOT_COLORS = {"softmax": "tab:blue", "linear": "tab:orange", "linear_fp32": "tab:red", "linear_fused": "tab:green"}
-
-
-def save_plot(records: list[dict[str, Any]], path: str | Path) -> None:
-    """A PNG for a slide: module and core GMACs (and, when measured, latency) against size, linear vs softmax.
-
-    The x axis is the resolution when every record has one (ticks also give N), else the sequence length N.
-    """
-    from matplotlib.figure import Figure  # optional heavy dependency, only needed here
-
-    by_resolution = all(record["resolution"] is not None for record in records)
-    xs = [record["resolution"] if by_resolution else record["seq_len"] for record in records]
-    ticks = [f"{r['resolution']}\nN={r['seq_len']}" if by_resolution else str(r["seq_len"]) for r in records]
-    timed = _timed_keys(records)
-    fig = Figure(figsize=(11 if timed else 6, 4.4), layout="constrained")
-    axes = fig.subplots(1, 2 if timed else 1, squeeze=False)[0]
-    for key in ATTENTIONS:
-        color = _PLOT_COLORS[key]
-        for scope, style in (("module", "o-"), ("core", "o:")):
-            giga = [scope_macs(record, key, scope) / 1e9 for record in records]
-            axes[0].plot(xs, giga, style, color=color, label=f"{key} {scope}")
-    axes[0].set_ylabel("GMACs (fvcore multiply-adds; FLOPs = 2×)")
-    axes[0].set_title(f"Attention cost, D={records[0]['dim']}, H={records[0]['heads']}, B={records[0]['batch']}")
-    for key, label in timed:
-        points = [(x, r[key]["latency_ms"]) for x, r in zip(xs, records) if "latency_ms" in r.get(key, {})]
-        axes[1].plot(*zip(*points), "s-", color=_PLOT_COLORS.get(key), label=label)
-    if timed:
-        timing = records[0]["timing"]
-        where = records[0]["environment"].get("gpu", timing["device"])
-        axes[1].set_ylabel("latency per module call (ms, median)")
-        axes[1].set_title(f"Latency on {where}, {timing['dtype']}")
-    for axis in axes:
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xticks(xs, ticks)
-        axis.minorticks_off()
-        axis.set_xlabel("resolution (px)" if by_resolution else "sequence length N")
-        axis.grid(True, which="major", alpha=0.3)
-        axis.legend(fontsize=8)
-    write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=150))
-
-
-def _timed_keys(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(record key, label) of every variant with a measured latency."""
-    keys = []
-    for variant in TIMED_VARIANTS:
-        if any("latency_ms" in record.get(variant.key, {}) for record in records):
-            keys.append((variant.key, variant.label))
-    return keys

@@ -65,7 +65,7 @@ DimOpt = Annotated[Optional[int], typer.Option(
 HeadsOpt = Annotated[Optional[int], typer.Option(min=1, help=escape("attention heads H [default: the model's, 16]"))]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="batch size B")]
 TimeOpt = Annotated[bool, typer.Option("--time/--no-time", help="also time each module (on CUDA also peak memory)")]
-# These timing defaults mirror models.profiling.TIMING_DEFAULTS (tests/cli/test_profile.py keeps them equal).
+# These timing defaults mirror models.timing.TIMING_DEFAULTS (tests/cli/test_profile.py keeps them equal).
 WarmupOpt = Annotated[Optional[int], typer.Option(
     min=0, help=escape("untimed calls first [default: 10 on CUDA, 1 on CPU]")
 )]
@@ -141,7 +141,8 @@ def attention(
     import torch
 
     from models.errors import InvalidConfigError
-    from models.profiling import TimingSettings, cases_from_resolutions, cases_from_seq_lens, profile_attention
+    from models.profiling import cases_from_resolutions, cases_from_seq_lens, profile_attention
+    from models.timing import TimingSettings
 
     if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailableError(f"--device {device}: this torch build sees no CUDA GPU")
@@ -178,7 +179,7 @@ def _spinner(label: str = "profiling attention") -> Iterator[Callable[[str], Non
 def _write_outputs(
     records: list[dict[str, Any]], json_path: str | None, csv_path: str | None, plot: Path | None
 ) -> None:
-    from models.profiling import records_to_csv, records_to_json, save_plot, write_csv, write_json
+    from models.profile_files import records_to_csv, records_to_json, save_plot, write_csv, write_json
 
     if json_path == STDOUT:
         typer.echo(records_to_json(records), nl=False)
@@ -418,7 +419,8 @@ def pipeline(
     from models.benchmark import CPU_WARNING, benchmark_pipeline, resolve_model
     from models.sampler import sampling_settings_for
     from models.errors import CheckpointMismatchError
-    from models.profiling import TimingSettings, records_to_json, write_json
+    from models.profile_files import records_to_json, write_json
+    from models.timing import TimingSettings
 
     try:
         timing = TimingSettings.resolve(device, dtype, warmup, repeats)

@@ -30,7 +30,8 @@ from models.benchmark import (
 from models.config import released_transformer_config
 from models.constants import RELEASED_MODELS
 from models.errors import CheckpointMismatchError, InvalidConfigError, ModelNotFoundError, WeightsNotCachedError
-from models.profiling import TimingSettings, count_flops
+from models.profiling import count_flops
+from models.timing import TimingSettings
 from models.sampler import PHASE_CONTEXT, PHASE_HEAD, PHASE_IMAGE_ENCODER, SamplingSettings, sample_latents
 from tests.factories import tiny_transformer_config, tiny_vae_config
 

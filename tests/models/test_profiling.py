@@ -9,21 +9,18 @@ import torch.nn.functional as F
 
 from models.errors import InvalidConfigError
 from models.flops import ARStep, AttentionShape, decoder_shape, module_macs
+from models.profile_files import CSV_COLUMNS, save_plot, write_csv, write_json
 from models.profiling import (
     ATTENTIONS,
-    CSV_COLUMNS,
     ProfileCase,
-    TimingSettings,
     cases_from_resolutions,
     cases_from_seq_lens,
     closed_form,
     count_flops,
     measured_flops,
     profile_attention,
-    save_plot,
-    write_csv,
-    write_json,
 )
+from models.timing import TimingSettings
 from tests.factories import tiny_transformer_config
 from tests.models.test_flops import PAPER, PAPER_LINEAR_TOTAL, PAPER_SOFTMAX_TOTAL
 
