@@ -99,7 +99,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("device", str, None, "cpu, cuda or cuda:N (default: cuda if available, else cpu)"),
         Setting("kernels", str, "auto", "model ops: fused Triton kernels (CUDA; same images up to bf16 rounding, "
                 "about twice as fast) or the plain-PyTorch reference (bit-identical to the authors' code); auto: "
-                "fused on CUDA, reference elsewhere", choices=KERNEL_CHOICES),
+                "fused on CUDA GPUs from Ampere on, reference elsewhere", choices=KERNEL_CHOICES),
         Setting("batch_size", int, 1, "images sampled together (lower it on out-of-memory)", minimum=1),
         Setting("output", str, "outputs", "folder, .png file name (one image), or template with {index}, {seed}, {prompt_slug}, {class}"),
         Setting("overwrite", bool, False, "replace existing files instead of skipping them"),

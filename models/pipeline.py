@@ -326,7 +326,7 @@ def load_pipeline(
         offline: use only the local Hugging Face cache (None reads HF_HUB_OFFLINE).
         cache_dir: Hugging Face hub cache (None: HF_HUB_CACHE / HF_HOME).
         attention: override the transformer's attention type ("linear" or "softmax").
-        kernels: "auto" (fused on CUDA when Triton imports, else reference), "fused" (Triton kernels, CUDA
+        kernels: "auto" (fused on a CUDA GPU of compute capability ≥ 8.0 when Triton imports, else reference), "fused" (Triton kernels, CUDA
             only: the same images up to bf16 rounding, about twice as fast) or "reference" (plain PyTorch:
             bit-identical to the authors' code).
     """

@@ -56,13 +56,18 @@ def kernels_named(name: str) -> Kernels:
     raise ValueError(f"kernels {name!r}: expected one of {', '.join(KERNEL_CHOICES)}")
 
 
+# The fused kernels use bf16 tensor-core dots, which Triton compiles for Ampere (sm_80) and newer.
+MIN_FUSED_CAPABILITY = (8, 0)
+
+
 def resolve_kernels(choice: str, device: torch.device) -> str:
-    """"auto" → "fused" on CUDA when Triton imports, else "reference"; anything else is checked and kept."""
+    """"auto" → "fused" on a CUDA GPU of compute capability ≥ 8.0 when Triton imports, else "reference";
+    "fused" and "reference" are checked and kept."""
     if choice not in KERNEL_CHOICES:
         raise ValueError(f"kernels {choice!r}: expected one of {', '.join(KERNEL_CHOICES)}")
     if choice != "auto":
         return choice
-    if device.type != "cuda":
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < MIN_FUSED_CAPABILITY:
         return "reference"
     try:
         importlib.import_module("triton")

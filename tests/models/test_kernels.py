@@ -31,6 +31,13 @@ def test_auto_picks_fused_on_cuda_only():
         resolve_kernels("flash", torch.device("cpu"))
 
 
+@pytest.mark.parametrize(("capability", "expected"), [((7, 0), "reference"), ((8, 0), "fused"), ((9, 0), "fused")])
+def test_auto_needs_an_ampere_or_newer_gpu(monkeypatch, capability, expected):
+    pytest.importorskip("triton")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_kernels("auto", torch.device("cuda", 0)) == expected
+
+
 def test_bad_choices_are_refused(tiny_c2i_folder):
     pipe = load_pipeline(tiny_c2i_folder, device="cpu")
     with pytest.raises(ValueError, match="expected one of"):

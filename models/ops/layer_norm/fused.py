@@ -18,9 +18,8 @@ from models.ops.device import on_input_device
 
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 MAX_WIDTH = 8192  # one row lives in registers; LINA's widths are 1536 (transformer and head)
-# Rows per program and warps: a sensible default, not a tuned optimum. A sweep on the H200 (1-16 rows, 2-16
-# warps) measured the host's launch cost rather than the kernel; in the 1024-px pipeline the fused set's
-# LayerNorms are a net gain over LayerNorm + add.
+# Rows per program and warps: a plain default, not tuned. A sweep on the H200 (1-16 rows, 2-16 warps, calls
+# back to back) measured the host's launch cost rather than the kernel, so it could not rank them.
 ROWS_PER_PROGRAM = 4
 NUM_WARPS = 8
 
