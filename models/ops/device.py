@@ -2,12 +2,12 @@
 
 Triton launches a kernel on the *current* CUDA device, whatever device the tensors live on; a model on cuda:1
 while cuda:0 is current would then run its kernels on the wrong GPU. The fused ops switch to the device of
-their first tensor for the launch (a no-op when it is already current, and on the CPU interpreter).
+their first tensor for the launch when it is not the current one; otherwise (and on the CPU interpreter) the
+op is called as it is, so the common case costs one device-index comparison.
 """
 
 import functools
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import TypeVar
 
 import torch
@@ -20,7 +20,10 @@ def on_input_device(op: Op) -> Op:
 
     @functools.wraps(op)
     def launch_on_input_device(first: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        with torch.cuda.device(first.device) if first.is_cuda else nullcontext():
-            return op(first, *args, **kwargs)
+        index = first.get_device()  # -1 for a CPU tensor
+        if index >= 0 and index != torch.cuda.current_device():
+            with torch.cuda.device(index):
+                return op(first, *args, **kwargs)
+        return op(first, *args, **kwargs)
 
     return launch_on_input_device  # type: ignore[return-value]
