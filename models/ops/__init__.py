@@ -1,7 +1,8 @@
 """The ops LINA's modules call, as sets: plain-PyTorch references or fused Triton kernels.
 
 One folder per op, each with `reference.py` (the readable definition, and what the model runs by default on
-the CPU) beside `fused.py` (Triton, same signature, tested against the reference):
+the CPU) beside `fused.py` (Triton, same signature, tested against the reference; `device.py` makes each
+launch on its inputs' GPU):
 
 - `linear_attn`: linear attention from the qkv projection to the head-merged output;
 - `depthwise_conv`: the decoder blocks' conv branch added to the attention output;
@@ -22,6 +23,7 @@ from models.ops.layer_norm.reference import add_layer_norm, modulated_layer_norm
 from models.ops.linear_attn.reference import linear_attention_qkv
 
 __all__ = ["KERNEL_CHOICES", "Kernels", "REFERENCE_KERNELS", "fused_kernels", "kernels_named", "resolve_kernels"]
+
 
 @dataclass(frozen=True)
 class Kernels:
