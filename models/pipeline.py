@@ -28,7 +28,6 @@ from models.constants import (
 from models.errors import (
     CheckpointMismatchError,
     InvalidPromptError,
-    LinaError,
     MissingComponentError,
     UnsupportedSizeError,
 )
@@ -336,10 +335,7 @@ def load_pipeline(
     dtype = resolve_dtype(dtype, device)
 
     transformer = LinaTransformer.from_pretrained(path / TRANSFORMER_FOLDER, device=device, dtype=dtype, attention=attention)
-    kernels = resolve_kernels(kernels, device)
-    if kernels == "fused" and device.type != "cuda":
-        raise LinaError(f"the fused kernels run on CUDA only, but this pipeline is on {device}: use the reference kernels")
-    transformer.set_kernels(kernels)
+    transformer.set_kernels(resolve_kernels(kernels, device))
     vae_folder = path / VAE_FOLDER
     vae_config = VAEConfig.from_dict(read_json(vae_folder / CONFIG_NAME, "vae"))
     vae = AutoencoderKL.from_pretrained(vae_folder, device=device, dtype=vae_compute_dtype(dtype, vae_config))

@@ -416,7 +416,8 @@ def pipeline(
 
     import torch
 
-    from models.benchmark import CPU_WARNING, benchmark_pipeline, resolve_model
+    from models.benchmark import CPU_WARNING, benchmark_pipeline
+    from models.benchmark_models import resolve_model
     from models.sampler import sampling_settings_for
     from models.errors import CheckpointMismatchError
     from models.profile_files import records_to_json, write_json

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from models.constants import KERNEL_CHOICES
+from models.errors import LinaError
 from models.ops.depthwise_conv.reference import add_depthwise_conv
 from models.ops.layer_norm.reference import add_layer_norm, modulated_layer_norm
 from models.ops.linear_attn.reference import linear_attention_qkv
@@ -63,10 +64,17 @@ MIN_FUSED_CAPABILITY = (8, 0)
 
 
 def resolve_kernels(choice: str, device: torch.device) -> str:
-    """"auto" → "fused" on a CUDA GPU of compute capability ≥ 8.0 when Triton imports, else "reference";
-    "fused" and "reference" are checked and kept."""
+    """The set to run on `device`: "auto" → "fused" on a CUDA GPU of compute capability ≥ 8.0 when Triton
+    imports, else "reference"; "fused" and "reference" are kept.
+
+    Raises:
+        ValueError: an unknown choice.
+        LinaError: "fused" for a device that is not a CUDA GPU.
+    """
     if choice not in KERNEL_CHOICES:
         raise ValueError(f"kernels {choice!r}: expected one of {', '.join(KERNEL_CHOICES)}")
+    if choice == "fused" and device.type != "cuda":
+        raise LinaError(f"the fused kernels run on CUDA only, but this run is on {device}: use the reference kernels")
     if choice != "auto":
         return choice
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < MIN_FUSED_CAPABILITY:

@@ -13,7 +13,6 @@ from models.benchmark import (
     DECODER_HALF,
     ENCODER_HALF,
     PHASES,
-    RANDOM_WEIGHTS_NOTE,
     SAMPLING,
     TILING_PHASES,
     TOTAL,
@@ -22,17 +21,16 @@ from models.benchmark import (
     benchmark_pipeline,
     pipeline_flops,
     random_conditions,
-    random_init_pipeline,
-    resolve_model,
     time_pipeline,
     timed_halves,
 )
+from models.benchmark_models import RANDOM_WEIGHTS_NOTE, random_init_pipeline, resolve_model
 from models.config import released_transformer_config
 from models.constants import RELEASED_MODELS
 from models.errors import CheckpointMismatchError, InvalidConfigError, ModelNotFoundError, WeightsNotCachedError
 from models.profiling import count_flops
-from models.timing import TimingSettings
 from models.sampler import PHASE_CONTEXT, PHASE_HEAD, PHASE_IMAGE_ENCODER, SamplingSettings, sample_latents
+from models.timing import TimingSettings
 from tests.factories import tiny_transformer_config, tiny_vae_config
 
 FAST = SamplingSettings(ar_steps=3, diffusion_steps=2, cfg=3.0)
