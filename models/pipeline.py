@@ -325,9 +325,9 @@ def load_pipeline(
         offline: use only the local Hugging Face cache (None reads HF_HUB_OFFLINE).
         cache_dir: Hugging Face hub cache (None: HF_HUB_CACHE / HF_HOME).
         attention: override the transformer's attention type ("linear" or "softmax").
-        kernels: "auto" (fused on a CUDA GPU of compute capability ≥ 8.0 when Triton imports, else reference), "fused" (Triton kernels, CUDA
-            only: the same images up to bf16 rounding, about twice as fast) or "reference" (plain PyTorch:
-            bit-identical to the authors' code).
+        kernels: "auto" (fused on a CUDA GPU of compute capability ≥ 8.0 when Triton imports, else
+            reference), "fused" (Triton kernels, CUDA only: the same images up to bf16 rounding, about twice as
+            fast) or "reference" (plain PyTorch: bit-identical to the authors' code).
     """
     path = resolve_model_path(name_or_path, revision=revision, offline=offline, cache_dir=cache_dir)
     read_json(path / MODEL_INDEX_NAME, "pipeline")  # proves this is a pipeline folder; its module strings are not used

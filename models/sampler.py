@@ -187,7 +187,7 @@ def sample_latents(
     time_embeddings = {rows: head.time_embeddings(timesteps, rows * batch) for rows in row_counts}
 
     # Conditional rows first, unconditional rows second, as in the reference's CFG batch.
-    any_guidance = any(scale > 1 for scale in scales)
+    any_guidance = 2 in row_counts
     with timer.phase(PHASE_CONTEXT):
         context = transformer.encode_context(torch.cat([condition, null_condition]) if any_guidance else condition)
     positions = transformer.image_positions(device, dtype)
