@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 import models.ops.linear_attn.fused as fused
 from models.ops.linear_attn.reference import linear_attention_qkv as reference_attention
-from models.timing import cuda_times
+from models.perf.timing import cuda_times
 
 BYTES_PER_GB = 1e9
 # Tile constants tried by --sweep, one pass at a time (the other pass keeps its defaults).

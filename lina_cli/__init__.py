@@ -4,4 +4,6 @@ Importing this package (or `lina_cli.app`) never imports torch or transformers, 
 commands import the model package inside their bodies.
 """
 
-__version__ = "0.1.0"
+from models.version import __version__
+
+__all__ = ["__version__"]

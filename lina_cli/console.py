@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from lina_cli.errors import ErrorMessage
-from lina_cli.generation import STATUS_SKIPPED, ImageResult
+from models.runs.generation import STATUS_SKIPPED, ImageResult
 
 HUMAN, JSON, QUIET = "human", "json", "quiet"
 GIB = 1024**3
@@ -110,7 +110,7 @@ class RateColumn(ProgressColumn):
 
 
 class GenerationReporter:
-    """Receives the generation loop's events (see `lina_cli.generation.GenerationEvents`) and prints them."""
+    """Receives the generation loop's events (see `models.runs.generation.GenerationEvents`) and prints them."""
 
     def __init__(self, printer: Printer, *, live_results: bool = True):
         self.printer = printer

@@ -11,12 +11,16 @@ from dataclasses import dataclass
 
 from models.errors import (
     CheckpointMismatchError,
+    DeviceUnavailableError,
     InvalidClassLabelError,
     InvalidConfigError,
     InvalidPromptError,
     LinaError,
+    MetadataError,
     MissingComponentError,
     ModelNotFoundError,
+    OutputError,
+    PromptsFileError,
     UnsupportedSizeError,
     WeightsNotCachedError,
 )
@@ -24,24 +28,8 @@ from models.errors import (
 DEBUG_HINT = "set LINA_DEBUG=1 to see the full traceback"
 
 
-class OutputError(LinaError):
-    """An output path that cannot be used: not writable, ambiguous, or holding a different image."""
-
-
-class PromptsFileError(InvalidPromptError):
-    """A `--prompts-file` that is empty or cannot be parsed; the message names the file and line."""
-
-
 class SettingsError(LinaError, ValueError):
     """A value from the command line, a `LINA_<OPTION>` variable or a config file that does not parse."""
-
-
-class DeviceUnavailableError(LinaError):
-    """The requested device (e.g. `--device cuda`) does not exist on this machine."""
-
-
-class MetadataError(LinaError):
-    """An image without readable `lina` metadata."""
 
 
 @dataclass(frozen=True)

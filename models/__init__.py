@@ -7,16 +7,16 @@ The public names below are imported on first use, so `import models.constants` o
 import importlib
 
 _EXPORTS = {
-    "load_pipeline": "models.pipeline",
-    "LinaPipeline": "models.pipeline",
-    "ImageRequest": "models.pipeline",
-    "GenerationOutput": "models.pipeline",
-    "ModelSource": "models.pipeline",
-    "SamplingSettings": "models.config",
-    "LinaTransformer": "models.transformer",
-    "TransformerConfig": "models.config",
-    "VAEConfig": "models.config",
-    "SchedulerConfig": "models.config",
+    "load_pipeline": "models.pipeline.pipeline",
+    "LinaPipeline": "models.pipeline.pipeline",
+    "ImageRequest": "models.pipeline.pipeline",
+    "GenerationOutput": "models.pipeline.pipeline",
+    "ModelSource": "models.pipeline.pipeline",
+    "SamplingSettings": "models.network.config",
+    "LinaTransformer": "models.network.transformer",
+    "TransformerConfig": "models.network.config",
+    "VAEConfig": "models.network.config",
+    "SchedulerConfig": "models.network.config",
     "LinaError": "models.errors",
 }
 

@@ -39,3 +39,19 @@ class InvalidClassLabelError(LinaError, ValueError):
 
 class InvalidPromptError(LinaError, ValueError):
     """An empty prompt list, or a prompt of the wrong kind for the model's task."""
+
+
+class OutputError(LinaError):
+    """An output path that cannot be used: not writable, ambiguous, or holding a different image."""
+
+
+class PromptsFileError(InvalidPromptError):
+    """A `--prompts-file` that is empty or cannot be parsed; the message names the file and line."""
+
+
+class DeviceUnavailableError(LinaError):
+    """The requested device (e.g. `--device cuda`) does not exist on this machine."""
+
+
+class MetadataError(LinaError):
+    """An image without readable `lina` metadata."""

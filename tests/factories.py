@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from models.config import TransformerConfig, VAEConfig
-from models.pipeline import LinaPipeline
-from models.scheduler import FlowMatchEulerScheduler
-from models.transformer import LinaTransformer
-from models.vae import AutoencoderKL
+from models.network.config import TransformerConfig, VAEConfig
+from models.network.transformer import LinaTransformer
+from models.network.vae import AutoencoderKL
+from models.pipeline.pipeline import LinaPipeline
+from models.sampling.scheduler import FlowMatchEulerScheduler
 from tests.tiny_text import write_tiny_text_components
 
 TINY_TEXT_HIDDEN = 64
@@ -67,7 +67,7 @@ def make_tiny_pipeline(folder: str | Path, task: str = "c2i", attention: str = "
     text_encoder = None
     if task == "t2i":
         write_tiny_text_components(folder / "text_encoder", folder / "tokenizer", hidden_size=TINY_TEXT_HIDDEN, seed=seed)
-        from models.text_encoder import PhiTextEncoder
+        from models.network.text_encoder import PhiTextEncoder
 
         text_encoder = PhiTextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer")
     LinaPipeline(transformer, vae, FlowMatchEulerScheduler(), text_encoder).save_pretrained(folder)

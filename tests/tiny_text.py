@@ -10,7 +10,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import CodeGenTokenizerFast, PhiConfig, PhiModel
 
-from models.text_encoder import PhiTextEncoder
+from models.network.text_encoder import PhiTextEncoder
 
 # Phi-2's special token, used as BOS, EOS and UNK by its tokenizer.
 END_OF_TEXT = "<|endoftext|>"

@@ -31,7 +31,7 @@ def download(
     format: FormatOpt = None,
 ) -> None:
     """Download a model into the Hugging Face cache (resumable), then print the commit and local folder."""
-    from models.hub import download_model
+    from models.pipeline.hub import download_model
 
     settings = resolve_settings(
         {"revision": revision, "cache_dir": cache_dir, "offline": offline, "format": format},

@@ -8,17 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from lina_cli.console import GenerationReporter, Printer
-from lina_cli.distributed import (
-    broadcast_from_main,
-    context_from_env,
-    gather_to_main,
-    init_process_group,
-    shutdown,
-)
 from lina_cli.errors import DeviceUnavailableError, SettingsError
-from lina_cli.generation import RunOptions, load_checked_pipeline
-from lina_cli.generation import generate as run_generation
-from lina_cli.metadata import ImageMetadata, read_metadata
 from lina_cli.options import (
     CacheDirOpt,
     DeviceOpt,
@@ -31,11 +21,21 @@ from lina_cli.options import (
     SeedOpt,
     setting_option,
 )
-from lina_cli.outputs import check_writable, plan_outputs
-from lina_cli.requests import Condition, build_jobs, gather_conditions
 from lina_cli.settings import SOURCE_CLI, Resolved, resolve_settings
 from models.constants import RELEASED_MODELS
 from models.errors import InvalidPromptError, UnsupportedSizeError
+from models.runs.distributed import (
+    broadcast_from_main,
+    context_from_env,
+    gather_to_main,
+    init_process_group,
+    shutdown,
+)
+from models.runs.generation import RunOptions, load_checked_pipeline
+from models.runs.generation import generate as run_generation
+from models.runs.metadata import ImageMetadata, read_metadata
+from models.runs.outputs import check_writable, plan_outputs
+from models.runs.requests import Condition, build_jobs, gather_conditions
 
 if TYPE_CHECKING:
     import torch
@@ -186,7 +186,7 @@ def _replay(recorded: ImageMetadata) -> dict[str, Any]:
 
 def _pick_model(model: Resolved, task: str, size: int | None) -> str:
     """The model to load: the one configured, or else the released alias for the task and --size."""
-    from models.hub import released_alias
+    from models.pipeline.hub import released_alias
 
     if model.is_default:
         alias = released_alias(task, size)

@@ -16,7 +16,7 @@ INFO_EXAMPLES = [
 
 def info(image: ImagePathArg, format: FormatOpt = None) -> None:
     """Show how an image was made: model and commit, prompt or class, seed, sampler settings, versions."""
-    from lina_cli.metadata import PARAMETERS_KEY, read_metadata, read_png_text
+    from models.runs.metadata import PARAMETERS_KEY, read_metadata, read_png_text
 
     printer = Printer(resolve_settings({"format": format}, ["format"])["format"].value)
     metadata = read_metadata(image)

@@ -4,10 +4,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from lina_cli.console import Printer
-from lina_cli.metadata import REVISION_SHOWN
 from lina_cli.options import CacheDirOpt, FormatOpt
 from lina_cli.settings import resolve_settings
 from models.constants import RELEASED_MODELS
+from models.runs.metadata import REVISION_SHOWN
 
 MODELS_EXAMPLES = ["lina models", "lina models --format json", "HF_HUB_CACHE=/data/hub lina models"]
 BILLION = 1e9  # parameters and bytes are shown in billions (B, GB)
@@ -17,8 +17,8 @@ def _transformer_parameters(task: str, resolution: int) -> int:
     """Exact parameter count of a released transformer, built on the meta device (no memory, no download)."""
     import torch
 
-    from models.config import released_transformer_config
-    from models.transformer import LinaTransformer
+    from models.network.config import released_transformer_config
+    from models.network.transformer import LinaTransformer
 
     with torch.device("meta"):
         transformer = LinaTransformer(released_transformer_config(task, resolution))
@@ -30,7 +30,7 @@ def models(cache_dir: CacheDirOpt = None, format: FormatOpt = None) -> None:
 
     Text-to-image models also load the Phi-2 text encoder (2.7B parameters) from the same repo.
     """
-    from models.hub import cached_revisions
+    from models.pipeline.hub import cached_revisions
 
     settings = resolve_settings({"cache_dir": cache_dir, "format": format}, ["cache_dir", "format"])
     printer = Printer(settings["format"].value)

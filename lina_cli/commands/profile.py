@@ -1,7 +1,7 @@
 """`lina profile attention` (MACs, FLOPs, latency and memory of linear vs softmax attention) and
 `lina profile pipeline` (end-to-end generation time, phase by phase).
 
-Thin commands: parse, check that the flags fit together, call `models.profiling` or `models.benchmark`,
+Thin commands: parse, check that the flags fit together, call `models.perf.attention_profile` or `models.perf.pipeline_profile`,
 print. torch and matplotlib are imported inside the commands, so `lina --help` stays fast.
 """
 
@@ -14,12 +14,12 @@ import typer
 from rich.markup import escape
 
 from lina_cli.console import Printer, stderr_console, stdout_console
-from lina_cli.errors import DeviceUnavailableError
 from lina_cli.framework import typer_factory
 from lina_cli.options import CacheDirOpt, DeviceOpt, DtypeOpt, KernelsOpt
 from lina_cli.settings import resolve_settings
-from models.config import SAMPLING_DEFAULTS
 from models.constants import RELEASED_MODELS
+from models.errors import DeviceUnavailableError
+from models.network.config import SAMPLING_DEFAULTS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -65,7 +65,7 @@ DimOpt = Annotated[Optional[int], typer.Option(
 HeadsOpt = Annotated[Optional[int], typer.Option(min=1, help=escape("attention heads H [default: the model's, 16]"))]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="batch size B")]
 TimeOpt = Annotated[bool, typer.Option("--time/--no-time", help="also time each module (on CUDA also peak memory)")]
-# These timing defaults mirror models.timing.TIMING_DEFAULTS (tests/cli/test_profile.py keeps them equal).
+# These timing defaults mirror models.perf.timing.TIMING_DEFAULTS (tests/cli/test_profile.py keeps them equal).
 WarmupOpt = Annotated[Optional[int], typer.Option(
     min=0, help=escape("untimed calls first [default: 10 on CUDA, 1 on CPU]")
 )]
@@ -141,8 +141,8 @@ def attention(
     import torch
 
     from models.errors import InvalidConfigError
-    from models.profiling import cases_from_resolutions, cases_from_seq_lens, profile_attention
-    from models.timing import TimingSettings
+    from models.perf.attention_profile import cases_from_resolutions, cases_from_seq_lens, profile_attention
+    from models.perf.timing import TimingSettings
 
     if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailableError(f"--device {device}: this torch build sees no CUDA GPU")
@@ -179,7 +179,7 @@ def _spinner(label: str = "profiling attention") -> Iterator[Callable[[str], Non
 def _write_outputs(
     records: list[dict[str, Any]], json_path: str | None, csv_path: str | None, plot: Path | None
 ) -> None:
-    from models.profile_files import records_to_csv, records_to_json, save_plot, write_csv, write_json
+    from models.perf.report_files import records_to_csv, records_to_json, save_plot, write_csv, write_json
 
     if json_path == STDOUT:
         typer.echo(records_to_json(records), nl=False)
@@ -219,7 +219,7 @@ def _size(record: dict[str, Any]) -> str:
 
 
 def _print_report(records: list[dict[str, Any]], console: "Console") -> None:
-    from models.flops import FLOP_CONVENTION, MAC_CONVENTION, NOT_COUNTED
+    from models.perf.flops import FLOP_CONVENTION, MAC_CONVENTION, NOT_COUNTED
 
     console.print(_counts_table(records))
     console.print(_breakdown_table(records))
@@ -250,7 +250,7 @@ def _print_report(records: list[dict[str, Any]], console: "Console") -> None:
 def _counts_table(records: list[dict[str, Any]]):
     from rich.table import Table
 
-    from models.profiling import SCOPES, scope_macs
+    from models.perf.attention_profile import SCOPES, scope_macs
 
     first = records[0]
     table = Table(title=f"Linear vs softmax attention, D = {first['dim']}, H = {first['heads']}, B = {first['batch']}")
@@ -294,7 +294,7 @@ def _latency_table(records: list[dict[str, Any]]):
     """The timing table, or None when nothing was timed (--no-time)."""
     from rich.table import Table
 
-    from models.profiling import TIMED_VARIANTS
+    from models.perf.attention_profile import TIMED_VARIANTS
 
     if "timing" not in records[0]:
         return None
@@ -416,12 +416,12 @@ def pipeline(
 
     import torch
 
-    from models.benchmark import CPU_WARNING, benchmark_pipeline
-    from models.benchmark_models import resolve_model
-    from models.sampler import sampling_settings_for
     from models.errors import CheckpointMismatchError
-    from models.profile_files import records_to_json, write_json
-    from models.timing import TimingSettings
+    from models.perf.pipeline_profile import CPU_WARNING, benchmark_pipeline
+    from models.perf.profiled_pipelines import resolve_model
+    from models.perf.report_files import records_to_json, write_json
+    from models.perf.timing import TimingSettings
+    from models.sampling.sampler import sampling_settings_for
 
     try:
         timing = TimingSettings.resolve(device, dtype, warmup, repeats)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from lina_cli.metadata import read_metadata
+from models.runs.metadata import read_metadata
 from tests.cli.conftest import FAST, REPO_ROOT
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")

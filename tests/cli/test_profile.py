@@ -9,8 +9,8 @@ import torch
 import typer
 
 from lina_cli.app import app
-from models.profile_files import CSV_COLUMNS
-from models.timing import TIMING_DEFAULTS
+from models.perf.report_files import CSV_COLUMNS
+from models.perf.timing import TIMING_DEFAULTS
 from tests.cli.conftest import REPO_ROOT
 
 TINY = ["--dim", "64", "--heads", "4", "--device", "cpu", "--warmup", "0", "--repeats", "2"]

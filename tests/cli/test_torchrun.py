@@ -11,9 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lina_cli.metadata import read_metadata
+from models.runs.metadata import read_metadata
 from tests.cli.conftest import REPO_ROOT, SHORT_SAMPLING, run_lina_process
-
 
 DEVICES = [
     pytest.param("cpu", id="cpu"),

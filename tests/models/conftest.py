@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models.config import TransformerConfig
+from models.network.config import TransformerConfig
 from tests.numerics import relative_rms
 
 # Relative-RMS bounds per compute dtype. fp64 references are exact up to summation order (~1e-15).

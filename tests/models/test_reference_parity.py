@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from models import load_pipeline
-from models.pipeline import ImageRequest
-from models.sampler import SamplingSettings
+from models.pipeline.pipeline import ImageRequest
+from models.sampling.sampler import SamplingSettings
 
 REFERENCE = {
     "c2i": dict(

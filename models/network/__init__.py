@@ -1,0 +1,1 @@
+"""The network: configs, attention, transformer blocks, diffusion head, embeddings, VAE and text encoder."""

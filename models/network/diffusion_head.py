@@ -1,0 +1,123 @@
+"""The per-token diffusion head (`image_decoder`): an AdaLN-zero MLP predicting flow velocity (spec §2.5, §3.8).
+
+Shapes: B' rows (2B under CFG), n predicted tokens, p²C values per token, W head width, D transformer width.
+"""
+
+import torch
+from torch import nn
+
+from models.network.embeddings import TIMESTEP_FEATURES, PatchEmbed, timestep_features
+from models.ops import REFERENCE_KERNELS
+
+ADALN_EPS = 1e-6  # LayerNorm without affine inside the AdaLN-zero modulation
+
+
+class Projector(nn.Module):
+    """Linear → SiLU → Linear."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(nn.functional.silu(self.fc1(x)))
+
+
+class AdaLayerNormZero(nn.Module):
+    """LayerNorm(x)·(1 + scale) + shift, with (scale, shift[, gate]) = Linear(SiLU(cond)) chunked."""
+
+    def __init__(self, dim: int, num_stats: int):
+        super().__init__()
+        self.num_stats = num_stats
+        self.proj = nn.Linear(dim, num_stats * dim)
+        self.norm = nn.LayerNorm(dim, eps=ADALN_EPS, elementwise_affine=False)
+        self.kernels = REFERENCE_KERNELS  # the modulated-LayerNorm op (`LinaTransformer.set_kernels`)
+
+    def forward(self, x: torch.Tensor, activated_cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the modulated x and the gate (None with two stats).
+
+        `activated_cond` is SiLU(cond): every AdaLN of the head applies the same SiLU to the same condition,
+        so the head computes it once.
+        """
+        stats = self.proj(activated_cond).chunk(self.num_stats, dim=-1)
+        modulated = self.kernels.modulated_layer_norm(x, stats[0], stats[1], self.norm.eps)
+        return modulated, (stats[2] if self.num_stats == 3 else None)
+
+
+class DiffusionBlock(nn.Module):
+    """x + gate · LayerNorm(MLP(AdaLN(x, cond)))."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm1 = AdaLayerNormZero(dim, num_stats=3)
+        self.proj = Projector(dim, dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.kernels = REFERENCE_KERNELS  # the gated residual + LayerNorm op (`LinaTransformer.set_kernels`)
+
+    def forward(self, x: torch.Tensor, activated_cond: torch.Tensor) -> torch.Tensor:
+        """x [B', n, W], SiLU(cond) [B', n, W] → [B', n, W]."""
+        h, gate = self.norm1(x, activated_cond)
+        return self.kernels.add_layer_norm(x, self.proj(h), self.norm2.weight, self.norm2.bias, self.norm2.eps, gate=gate)
+
+
+class TimeCondEmbed(nn.Module):
+    """Condition of the head: condition_proj(z) + timestep_proj(features(t))."""
+
+    def __init__(self, cond_dim: int, dim: int):
+        super().__init__()
+        self.timestep_proj = Projector(TIMESTEP_FEATURES, dim, dim)
+        self.condition_proj = Projector(cond_dim, dim, dim)
+
+    def forward(self, timesteps: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """timesteps [B'] (float, 1000·σ), z [B', n, D] → [B', n, W]."""
+        return self.condition_proj(z).add_(self.time_embedding(timesteps).unsqueeze(1))
+
+    def time_embedding(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """timesteps [B'] → timestep_proj(features) [B', W] in the weights' dtype."""
+        return self.timestep_proj(timestep_features(timesteps).to(self.timestep_proj.fc1.weight.dtype))
+
+
+class DiffusionHead(nn.Module):
+    """Predicts the velocity ε − x₀ of each noisy token from its transformer output z."""
+
+    def __init__(self, depth: int, dim: int, cond_dim: int, patch_size: int, latent_channels: int):
+        super().__init__()
+        token_dim = patch_size**2 * latent_channels
+        self.patch_embed = PatchEmbed(latent_channels, dim, patch_size)
+        self.time_cond_embed = TimeCondEmbed(cond_dim, dim)
+        self.blocks = nn.ModuleList(DiffusionBlock(dim) for _ in range(depth))
+        self.norm = AdaLayerNormZero(dim, num_stats=2)
+        self.head = nn.Linear(dim, token_dim)
+
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Velocity of the given tokens.
+
+        Args:
+            noisy: noisy tokens x_σ, [B', n, p²C] in `patchify` order.
+            timesteps: [B'] float, t = 1000·σ.
+            z: transformer outputs of the same tokens, [B', n, D].
+
+        Returns:
+            [B', n, p²C] velocity prediction.
+        """
+        return self.velocity(noisy, self.time_cond_embed(timesteps, z))
+
+    def velocity(self, noisy: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Velocity of noisy tokens [B', n, p²C] given their condition `time_cond_embed(t, z)` [B', n, W].
+
+        The sampler builds the condition from parts it computes once per AR step (`condition_proj(z)`) and
+        once per generation (`time_embeddings`), which gives the very values `forward` computes.
+        """
+        activated = nn.functional.silu(cond)
+        x = self.patch_embed.embed_patches(noisy)  # [B', n, W]
+        for block in self.blocks:
+            x = block(x, activated)
+        return self.head(self.norm(x, activated)[0])
+
+    def time_embeddings(self, timesteps: torch.Tensor, rows: int) -> torch.Tensor:
+        """The time embedding of every diffusion step for `rows` rows: [S, rows, W].
+
+        Each step is embedded as its own [rows] batch, exactly as `forward` embeds it, so the values match.
+        """
+        return torch.stack([self.time_cond_embed.time_embedding(t.expand(rows)) for t in timesteps])

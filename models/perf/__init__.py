@@ -1,0 +1,1 @@
+"""Measurement: closed-form FLOPs, clocks, and the two profilers behind `lina profile attention|pipeline`."""

@@ -1,0 +1,1 @@
+"""The pipeline: resolving a model name to a folder, loading its components, device and dtype choice."""

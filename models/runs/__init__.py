@@ -1,0 +1,1 @@
+"""Resumable batch runs: requests and the seed contract, outputs, metadata, the generation loop, sharding."""
