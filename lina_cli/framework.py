@@ -54,7 +54,7 @@ def typer_factory(help: str, *, epilog: str | None = None) -> typer.Typer:
     )
 
 
-def examples_epilog(examples: list[str]) -> str:
-    """The help epilog of a command: its examples, one per line, then the note on defaults."""
+def examples_epilog(examples: list[str], note: str = ENV_NOTE) -> str:
+    """The help epilog of a command: its examples, one per line, then a note on where defaults come from."""
     lines = "\n\n".join(f"  $ {escape(example)}" for example in examples)
-    return f"[bold]Examples[/bold]\n\n{lines}\n\n{ENV_NOTE}"
+    return f"[bold]Examples[/bold]\n\n{lines}\n\n{note}"

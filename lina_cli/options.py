@@ -6,13 +6,16 @@ default in `SETTINGS`; the help text comes from that table too.
 """
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 
-from lina_cli.settings import DTYPE_CHOICES, FORMAT_CHOICES, SETTINGS
-from models.constants import KERNEL_CHOICES
+from lina_cli.settings import FORMAT_CHOICES, SETTINGS
+from models.constants import DTYPE_CHOICES, KERNEL_CHOICES
+
+if TYPE_CHECKING:
+    import torch
 
 
 def setting_help(name: str) -> str:
@@ -40,3 +43,14 @@ KernelsOpt = setting_option("--kernels", setting="kernels", metavar="|".join(KER
 ImagePathArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A PNG written by `lina generate`.")
 ]
+
+
+def resolve_device_option(requested: str | None, local_rank: int | None = None) -> "torch.device":
+    """--device through `models.pipeline.devices.resolve_device`; a name that is no device is a usage error (exit 2)."""
+    from models.errors import InvalidDeviceError
+    from models.pipeline.devices import resolve_device
+
+    try:
+        return resolve_device(requested, local_rank)
+    except InvalidDeviceError as error:
+        raise typer.BadParameter(str(error).removeprefix("--device "), param_hint="--device") from None

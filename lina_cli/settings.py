@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lina_cli.errors import SettingsError
-from models.constants import DEFAULT_MODEL, KERNEL_CHOICES
+from models.constants import DEFAULT_MODEL, DTYPE_CHOICES, KERNEL_CHOICES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +25,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 ENV_PREFIX = "LINA_"
 PROJECT_FILE = "lina.toml"
 USER_FILE = Path("lina") / "config.toml"
-DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 FORMAT_CHOICES = ("human", "json", "quiet")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 

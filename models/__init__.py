@@ -9,7 +9,7 @@ import importlib
 _EXPORTS = {
     "load_pipeline": "models.pipeline.pipeline",
     "LinaPipeline": "models.pipeline.pipeline",
-    "ImageRequest": "models.pipeline.pipeline",
+    "ImageRequest": "models.pipeline.requests",
     "GenerationOutput": "models.pipeline.pipeline",
     "ModelSource": "models.pipeline.pipeline",
     "SamplingSettings": "models.network.config",

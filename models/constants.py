@@ -43,3 +43,7 @@ DEFAULT_MODEL = "lina-t2i-1024"
 # Which implementation of the model's ops runs (`models.ops`): "auto" picks the fused Triton kernels on CUDA
 # (when Triton imports) and the plain-PyTorch references elsewhere.
 KERNEL_CHOICES = ("auto", "fused", "reference")
+
+# Compute dtypes by the names the CLI and the config files use; "auto" = bf16 on CUDA, fp32 on the CPU.
+DTYPE_NAMES = ("bf16", "fp16", "fp32")
+DTYPE_CHOICES = ("auto", *DTYPE_NAMES)

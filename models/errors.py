@@ -53,5 +53,21 @@ class DeviceUnavailableError(LinaError):
     """The requested device (e.g. `--device cuda`) does not exist on this machine."""
 
 
+class InvalidDeviceError(LinaError, ValueError):
+    """A device name torch does not know (e.g. `--device tpu`)."""
+
+
 class MetadataError(LinaError):
     """An image without readable `lina` metadata."""
+
+
+class GenEvalFileError(LinaError, ValueError):
+    """A GenEval metadata, prompts or results file (or folder) that cannot be read; the message names file and line."""
+
+
+class MissingColourError(LinaError, ValueError):
+    """A GenEval colour clause met a detection with no colour, and no colour classifier was given."""
+
+
+class ShapesSceneError(LinaError, ValueError):
+    """A shapes-dataset scene or option that cannot be drawn: unknown shape, colour or task, too many objects."""

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from lina_cli.console import GenerationReporter, Printer
-from lina_cli.errors import DeviceUnavailableError, SettingsError
 from lina_cli.options import (
     CacheDirOpt,
     DeviceOpt,
@@ -19,11 +18,14 @@ from lina_cli.options import (
     OfflineOpt,
     RevisionOpt,
     SeedOpt,
+    resolve_device_option,
     setting_option,
 )
 from lina_cli.settings import SOURCE_CLI, Resolved, resolve_settings
 from models.constants import RELEASED_MODELS
 from models.errors import InvalidPromptError, UnsupportedSizeError
+from models.pipeline.requests import Condition, build_requests
+from models.runs.conditions import gather_conditions
 from models.runs.distributed import (
     broadcast_from_main,
     context_from_env,
@@ -35,7 +37,6 @@ from models.runs.generation import RunOptions, load_checked_pipeline
 from models.runs.generation import generate as run_generation
 from models.runs.metadata import ImageMetadata, read_metadata
 from models.runs.outputs import check_writable, plan_outputs
-from models.runs.requests import Condition, build_jobs, gather_conditions
 
 if TYPE_CHECKING:
     import torch
@@ -135,7 +136,7 @@ def generate(
         if value["seed"] is None:
             value["seed"] = broadcast_from_main(context, secrets.randbelow(RANDOM_SEED_RANGE))
             printer.note(f"seed {value['seed']} (random; pass -s {value['seed']} to repeat this run)")
-        jobs = build_jobs(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=negative_prompt)
+        jobs = build_requests(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=negative_prompt)
         paths = plan_outputs(value["output"], jobs)
         check_writable({path.parent for path in paths.values()})
 
@@ -213,27 +214,9 @@ def _recorded_name(model_name: str) -> str:
 
 
 def _pick_device(requested: str | None, local_rank: int | None, printer: Printer) -> "torch.device":
-    """--device as a torch.device: unset means CUDA when available, else the CPU with a warning.
-
-    Under torchrun (`local_rank` set) a bare `cuda` becomes this process's GPU, `cuda:<local_rank>`.
-    """
-    import torch
-
-    if requested is None:
-        if not torch.cuda.is_available():
-            printer.warn("CUDA is not available; running on the CPU, which is slow for the released models "
-                         "(pass --device cpu to silence this)")
-            return torch.device("cpu")
-        requested = "cuda"
-    try:
-        device = torch.device(requested)
-    except RuntimeError as error:
-        raise SettingsError(f"--device {requested!r} is not a device: use cpu, cuda or cuda:N") from error
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceUnavailableError(f"--device {requested} was asked for, but torch sees no CUDA GPU on this machine")
-        if device.index is None and local_rank is not None:
-            device = torch.device("cuda", local_rank)
-        if (device.index or 0) >= torch.cuda.device_count():
-            raise DeviceUnavailableError(f"--device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    """--device as a torch.device, with a warning when it falls back to the CPU."""
+    device = resolve_device_option(requested, local_rank)
+    if requested is None and device.type == "cpu":
+        printer.warn("CUDA is not available; running on the CPU, which is slow for the released models "
+                     "(pass --device cpu to silence this)")
     return device

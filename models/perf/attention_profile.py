@@ -48,7 +48,7 @@ from models.perf.flops import (
     module_macs,
 )
 from models.perf.timing import TimingSettings, cpu_times, cuda_peak_memory, cuda_times, environment, percentiles_ms
-from models.pipeline.pipeline import dtype_name
+from models.pipeline.devices import dtype_name
 from models.sampling.sampler import gather_tokens
 
 Scope = Literal["core", "module", "block", "ar_step"]
@@ -393,12 +393,18 @@ def profile_case(
     return record
 
 
-def scope_macs(record: dict[str, Any], attention: Attention, scope: Scope) -> int | None:
-    """MACs of one scope in a record (the module scope sits at the top of `record[attention]`)."""
+def scope_counts(record: dict[str, Any], attention: Attention, scope: Scope) -> dict[str, Any] | None:
+    """The counts of one scope in a record (the module scope sits at the top of `record[attention]`), or None."""
     counts = record[attention]
     if scope == "module":
-        return counts["macs"]
-    return counts[scope]["macs"] if scope in counts else None
+        return counts
+    return counts.get(scope)
+
+
+def scope_macs(record: dict[str, Any], attention: Attention, scope: Scope) -> int | None:
+    """MACs of one scope in a record, or None where the record has no such scope."""
+    counts = scope_counts(record, attention, scope)
+    return None if counts is None else counts["macs"]
 
 
 def profile_attention(

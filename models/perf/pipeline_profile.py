@@ -45,7 +45,7 @@ from models.perf.flops import (
 )
 from models.perf.profiled_pipelines import RANDOM_WEIGHTS_NOTE, BenchmarkModel, PipelineParts, build_pipeline
 from models.perf.timing import MIB, TimingSettings, environment, percentiles_ms
-from models.pipeline.pipeline import dtype_name
+from models.pipeline.devices import dtype_name
 from models.sampling.cuda_graphs import HeadGraphCache
 from models.sampling.sampler import (
     PHASE_CONTEXT,

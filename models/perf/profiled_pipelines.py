@@ -20,8 +20,9 @@ from models.network.config import TransformerConfig, VAEConfig, released_transfo
 from models.network.transformer import LinaTransformer
 from models.network.vae import AutoencoderKL, vae_compute_dtype
 from models.ops import resolve_kernels
+from models.pipeline.devices import resolve_device, resolve_dtype
 from models.pipeline.hub import download_command, resolve_model_path
-from models.pipeline.pipeline import load_pipeline, resolve_device, resolve_dtype
+from models.pipeline.pipeline import load_pipeline
 from models.sampling.scheduler import FlowMatchEulerScheduler
 
 # The released VAEs' architectures (spec §1.5), for random-init timing of an alias: SDXL for t2i (the

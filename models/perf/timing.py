@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from models.errors import InvalidConfigError
-from models.pipeline.pipeline import resolve_device, resolve_dtype
+from models.pipeline.devices import resolve_device, resolve_dtype
 
 MIB = 2**20  # memory is reported in MB = 2^20 bytes, as torch.cuda.memory_summary does
 # Timing defaults per device type: CUDA kernels are short and noisy, so many repeats; CPU runs are
@@ -35,7 +35,11 @@ class TimingSettings:
 
     @classmethod
     def resolve(
-        cls, device: str | None = None, dtype: str | None = None, warmup: int | None = None, repeats: int | None = None
+        cls,
+        device: str | torch.device | None = None,
+        dtype: str | None = None,
+        warmup: int | None = None,
+        repeats: int | None = None,
     ) -> "TimingSettings":
         """Fill defaults: CUDA when available, bf16 on CUDA / fp32 on CPU, and `TIMING_DEFAULTS`."""
         resolved = resolve_device(device)

@@ -34,25 +34,14 @@ from models.network.config import TransformerConfig, VAEConfig, check_class_labe
 from models.network.transformer import LinaTransformer
 from models.network.vae import AutoencoderKL, vae_compute_dtype
 from models.ops import resolve_kernels
+from models.pipeline.devices import resolve_device, resolve_dtype
 from models.pipeline.hub import repo_id_for, resolve_model_path
+from models.pipeline.requests import Condition, ImageRequest, build_requests
 from models.sampling.cuda_graphs import HeadGraphCache
 from models.sampling.sampler import SamplingSettings, sample_latents, sampling_settings_for
 from models.sampling.scheduler import FlowMatchEulerScheduler
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-@dataclass(frozen=True)
-class ImageRequest:
-    """One image to generate: its seed and its condition (a prompt for t2i, a class label for c2i)."""
-
-    seed: int
-    prompt: str | None = None
-    class_label: int | None = None
-    negative_prompt: str | None = None  # t2i only; None or "" selects the checkpoint's null text rows
-
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -69,29 +58,6 @@ class GenerationOutput:
     images: list
     seeds: list[int]
     latents: torch.Tensor | None = None
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """None → CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """The CLI's name of a dtype (bf16, fp16, fp32), else torch's name without the prefix."""
-    return next((name for name, value in DTYPES.items() if value == dtype), str(dtype).removeprefix("torch."))
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None/"auto" → bfloat16 on CUDA (the paper's evaluation dtype), float32 on CPU."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: expected one of auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
 
 
 class LinaPipeline:
@@ -257,9 +223,7 @@ class LinaPipeline:
         num_images_per_prompt: int = 1,
         negative_prompt: str | None = None,
     ) -> list[ImageRequest]:
-        """One request per image, seeds seed, seed+1, … in prompt-major order."""
-        if num_images_per_prompt < 1:
-            raise InvalidPromptError(f"num_images_per_prompt={num_images_per_prompt}: must be ≥ 1")
+        """One request per image, seeds seed, seed+1, … in prompt-major order (`models.pipeline.requests`)."""
         text = self.config.is_text_conditioned
         if text and (class_labels is not None or prompts is None):
             raise InvalidPromptError("this text-to-image model takes prompts, not class labels")
@@ -269,15 +233,8 @@ class LinaPipeline:
         items = [items] if isinstance(items, (str, int)) else list(items)
         if not items:
             raise InvalidPromptError("nothing to generate: the prompt / class list is empty")
-        requests = []
-        for i, item in enumerate(items):
-            for j in range(num_images_per_prompt):
-                seed_i = seed + i * num_images_per_prompt + j
-                if text:
-                    requests.append(ImageRequest(seed=seed_i, prompt=item, negative_prompt=negative_prompt))
-                else:
-                    requests.append(ImageRequest(seed=seed_i, class_label=item))
-        return requests
+        conditions = [Condition(prompt=item) if text else Condition(class_label=item) for item in items]
+        return build_requests(conditions, seed=seed, num_images=num_images_per_prompt, negative_prompt=negative_prompt)
 
     # ----------------------------------------------------------------------------- save / load ----
 

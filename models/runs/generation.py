@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from models.errors import InvalidPromptError, OutputError
 from models.network.config import check_class_labels
+from models.pipeline.requests import ImageRequest
 from models.runs.metadata import METADATA_KEY, ImageMetadata
 from models.runs.outputs import is_finished, latents_path, save_png
-from models.runs.requests import ImageJob
 from models.version import __version__
 
 if TYPE_CHECKING:
@@ -95,11 +95,11 @@ def load_checked_pipeline(
     return pipe
 
 
-def image_metadata(pipe: "LinaPipeline", job: ImageJob, settings: "SamplingSettings", model: str) -> ImageMetadata:
+def image_metadata(pipe: "LinaPipeline", job: ImageRequest, settings: "SamplingSettings", model: str) -> ImageMetadata:
     """The full record of one image of `pipe`; `model` is the name or absolute folder the user chose."""
     import torch
 
-    from models.pipeline.pipeline import dtype_name
+    from models.pipeline.devices import dtype_name
 
     source = pipe.source
     return ImageMetadata(
@@ -156,7 +156,7 @@ def load_saved_latents(path: Path, metadata: ImageMetadata, *, overwrite: bool) 
 
 def generate(
     pipe: "LinaPipeline",
-    jobs: list[ImageJob],
+    jobs: list[ImageRequest],
     paths: dict[int, Path],
     settings: "SamplingSettings",
     *,
@@ -177,7 +177,7 @@ def generate(
     """
     records = {job.index: image_metadata(pipe, job, settings, model) for job in jobs}
     results: list[ImageResult] = []
-    pending: list[ImageJob] = []
+    pending: list[ImageRequest] = []
     for job in jobs:
         if is_finished(paths[job.index], records[job.index], overwrite=options.overwrite):
             results.append(ImageResult(paths[job.index], STATUS_SKIPPED, records[job.index]))
@@ -203,7 +203,7 @@ def generate(
 
 def _batch_latents(
     pipe: "LinaPipeline",
-    batch: list[ImageJob],
+    batch: list[ImageRequest],
     paths: dict[int, Path],
     records: dict[int, ImageMetadata],
     settings: "SamplingSettings",
@@ -222,7 +222,7 @@ def _batch_latents(
     to_sample = [job for job in batch if job.index not in reused]
     sampled = {}
     if to_sample:
-        latents = pipe.sample_latents([job.to_request() for job in to_sample], settings, progress=events.ar_step)
+        latents = pipe.sample_latents(to_sample, settings, progress=events.ar_step)
         for job, tensor in zip(to_sample, latents, strict=True):
             sampled[job.index] = tensor
             if options.save_latents:

@@ -15,8 +15,8 @@ import unicodedata
 from pathlib import Path
 
 from models.errors import MetadataError, OutputError
+from models.pipeline.requests import ImageRequest
 from models.runs.metadata import ImageMetadata, png_info, read_metadata
-from models.runs.requests import ImageJob
 
 PNG_SUFFIX = ".png"
 LATENTS_SUFFIX = ".latents.safetensors"
@@ -25,7 +25,7 @@ PLACEHOLDERS = ("index", "seed", "prompt_slug", "class")
 SLUG_LENGTH = 48  # keeps file names readable and far below the 255-byte limit of common file systems
 
 
-def prompt_slug(job: ImageJob) -> str:
+def prompt_slug(job: ImageRequest) -> str:
     """`a-cat-on-a-sofa` for a prompt, `class-207` for a class id (ASCII letters, digits and dashes)."""
     if job.prompt is None:
         return f"class-{job.class_label}"
@@ -41,7 +41,7 @@ def _template_fields(template: str) -> list[str]:
         raise OutputError(f"output template {template!r} is malformed: {error}") from error
 
 
-def _render(template: str, job: ImageJob) -> str:
+def _render(template: str, job: ImageRequest) -> str:
     values = {"index": job.index, "seed": job.seed, "prompt_slug": prompt_slug(job), "class": job.class_label}
     if job.class_label is None and "class" in _template_fields(template):
         raise OutputError(f"output template {template!r} uses {{class}}, but this run has prompts, not class ids")
@@ -51,7 +51,7 @@ def _render(template: str, job: ImageJob) -> str:
         raise OutputError(f"output template {template!r} cannot be filled: {error}") from error
 
 
-def plan_outputs(output: str | Path, jobs: list[ImageJob]) -> dict[int, Path]:
+def plan_outputs(output: str | Path, jobs: list[ImageRequest]) -> dict[int, Path]:
     """Map each job's index to its PNG path, or raise OutputError if the output cannot hold these images.
 
     Args:

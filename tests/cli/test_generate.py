@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from models.runs.metadata import read_metadata
-from tests.cli.conftest import FAST, REPO_ROOT
+from tests.cli.conftest import FAST, REPO_ROOT, SHORT_SAMPLING
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
 
@@ -265,7 +265,6 @@ def test_plain_output_has_no_escape_codes(lina, tiny_c2i_folder, tmp_path):
         (["a cat"], "is a c2i model: it takes --class ids"),
         (["--class", "1", "--size", "128"], "size 128x128 is not supported by this checkpoint"),
         (["--class", "1", "-n", "2", "-o", "cat.png"], "names one file but this run makes 2 images"),
-        (["--class", "1", "--device", "tpu"], "--device 'tpu' is not a device"),
         (["--class", "1", "--negative-prompt", "x"], "--negative-prompt applies to text-to-image models"),
     ],
 )
@@ -275,6 +274,12 @@ def test_errors_on_the_class_model(lina, tiny_c2i_folder, args, fragment):
     error, hint = result.stderr.splitlines()[-2:]  # one error line and one hint line (after any warning)
     assert error.startswith("error:") and fragment in error and hint.startswith("hint:")
     assert not list(__import__("pathlib").Path("outputs").glob("*.png"))
+
+
+def test_a_device_name_torch_does_not_know_is_a_usage_error(lina, tiny_c2i_folder):
+    result = lina("generate", "-m", tiny_c2i_folder, "--class", "1", "--device", "tpu", *SHORT_SAMPLING)
+    assert result.exit_code == 2, result.output
+    assert "'tpu' is not a device" in result.stderr
 
 
 def test_prompts_to_a_text_model_that_gets_class_ids(lina, tiny_t2i_folder):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from models import load_pipeline
-from models.pipeline.pipeline import ImageRequest
+from models.pipeline.requests import ImageRequest
 from models.sampling.sampler import SamplingSettings
 
 REFERENCE = {

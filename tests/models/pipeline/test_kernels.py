@@ -10,7 +10,7 @@ import torch
 from models import load_pipeline
 from models.errors import LinaError
 from models.ops import REFERENCE_KERNELS, resolve_kernels
-from models.pipeline.pipeline import ImageRequest
+from models.pipeline.requests import ImageRequest
 from models.sampling.sampler import SamplingSettings
 from tests.numerics import relative_rms
 

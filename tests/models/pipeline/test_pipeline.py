@@ -18,7 +18,7 @@ from models.errors import (
     UnsupportedSizeError,
     WeightsNotCachedError,
 )
-from models.pipeline.pipeline import ImageRequest
+from models.pipeline.requests import ImageRequest
 from models.sampling.sampler import SamplingSettings
 
 FAST = SamplingSettings(ar_steps=4, diffusion_steps=3, cfg=3.0, cfg_min=1.0)

@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 from models.errors import OutputError
+from models.pipeline.requests import ImageRequest
 from models.runs.metadata import METADATA_KEY, PARAMETERS_KEY, ImageMetadata, read_metadata, read_png_text
 from models.runs.outputs import check_writable, is_finished, latents_path, plan_outputs, prompt_slug, save_png
-from models.runs.requests import ImageJob
 
-PROMPT_JOBS = [ImageJob(0, 5, prompt="A cat, on a Sofa!"), ImageJob(1, 6, prompt="A cat, on a Sofa!")]
-CLASS_JOBS = [ImageJob(0, 5, class_label=207), ImageJob(1, 6, class_label=980)]
+PROMPT_JOBS = [ImageRequest(index=0, seed=5, prompt="A cat, on a Sofa!"), ImageRequest(index=1, seed=6, prompt="A cat, on a Sofa!")]
+CLASS_JOBS = [ImageRequest(index=0, seed=5, class_label=207), ImageRequest(index=1, seed=6, class_label=980)]
 
 
 def metadata(**changes) -> ImageMetadata:
@@ -29,8 +29,8 @@ def metadata(**changes) -> ImageMetadata:
 def test_slugs():
     assert prompt_slug(PROMPT_JOBS[0]) == "a-cat-on-a-sofa"
     assert prompt_slug(CLASS_JOBS[0]) == "class-207"
-    assert prompt_slug(ImageJob(0, 1, prompt="東京")) == "prompt"
-    assert len(prompt_slug(ImageJob(0, 1, prompt="word " * 100))) <= 48
+    assert prompt_slug(ImageRequest(index=0, seed=1, prompt="東京")) == "prompt"
+    assert len(prompt_slug(ImageRequest(index=0, seed=1, prompt="word " * 100))) <= 48
 
 
 def test_folder_output_uses_the_default_names():

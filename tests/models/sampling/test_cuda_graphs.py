@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models import load_pipeline
-from models.pipeline.pipeline import ImageRequest
+from models.pipeline.requests import ImageRequest
 from models.sampling.sampler import SamplingSettings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")

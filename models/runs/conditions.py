@@ -1,50 +1,15 @@
-"""Turn prompts, prompts files and class ids into the list of images to make, one seed each.
-
-Seed contract (shared with `models.LinaPipeline`): image i of a run, counted prompt by prompt, uses
-`seed + i`, so results never depend on batch size, resume or the number of GPUs. A `.jsonl` line that sets
-its own `seed` gives its images `seed`, `seed + 1`, … instead.
-"""
+"""Turn prompt arguments, prompts files and class ids into a run's conditions (`models.pipeline.requests`)."""
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from models.errors import InvalidClassLabelError, InvalidPromptError, PromptsFileError
+from models.pipeline.requests import Condition
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _CLASS_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One prompt (text-to-image) or class id (class-conditional), with its per-line overrides."""
-
-    prompt: str | None = None
-    class_label: int | None = None
-    negative_prompt: str | None = None
-    seed: int | None = None
-    num_images: int | None = None
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """One image of a run: its global index, seed and condition."""
-
-    index: int
-    seed: int
-    prompt: str | None = None
-    class_label: int | None = None
-    negative_prompt: str | None = None
-
-    def to_request(self):
-        """The `models.ImageRequest` of this image (imports torch)."""
-        from models.pipeline.pipeline import ImageRequest
-
-        return ImageRequest(
-            seed=self.seed, prompt=self.prompt, class_label=self.class_label, negative_prompt=self.negative_prompt
-        )
 
 
 def gather_conditions(
@@ -128,32 +93,3 @@ def _typed(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
         raise PromptsFileError(f"{where}: \"{key}\" must be {'an integer' if kind is int else 'a string'}")
     return value
-
-
-def build_jobs(
-    conditions: list[Condition], *, seed: int, num_images: int = 1, negative_prompt: str | None = None
-) -> list[ImageJob]:
-    """One job per image, in prompt order; image i gets `seed + i` unless its line set a seed.
-
-    Args:
-        conditions: prompts or class ids, in order.
-        seed: the run's base seed.
-        num_images: images per condition, unless a condition sets its own.
-        negative_prompt: used where a condition has none of its own.
-    """
-    if not conditions:
-        raise InvalidPromptError("nothing to generate: give prompts, --prompts-file or --class ids")
-    jobs: list[ImageJob] = []
-    for condition in conditions:
-        for j in range(condition.num_images or num_images):
-            index = len(jobs)
-            jobs.append(
-                ImageJob(
-                    index=index,
-                    seed=(condition.seed + j) if condition.seed is not None else seed + index,
-                    prompt=condition.prompt,
-                    class_label=condition.class_label,
-                    negative_prompt=condition.negative_prompt if condition.negative_prompt is not None else negative_prompt,
-                )
-            )
-    return jobs

@@ -1,4 +1,4 @@
-"""Prompts files, class ids and the per-image seed contract."""
+"""Prompt arguments, prompts files and class ids turned into a run's conditions."""
 
 import json
 
@@ -6,13 +6,8 @@ import pytest
 
 from models.errors import InvalidClassLabelError, InvalidPromptError, PromptsFileError
 from models.network.config import check_class_labels
-from models.runs.requests import (
-    Condition,
-    build_jobs,
-    gather_conditions,
-    parse_class_ids,
-    read_prompts_file,
-)
+from models.pipeline.requests import Condition
+from models.runs.conditions import gather_conditions, parse_class_ids, read_prompts_file
 
 
 def test_class_ids_ranges_and_lists():
@@ -79,18 +74,6 @@ def test_binary_prompts_file(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(PromptsFileError, match="not UTF-8"):
         read_prompts_file(path)
-
-
-def test_seed_contract_is_seed_plus_global_index():
-    jobs = build_jobs([Condition(prompt="a"), Condition(prompt="b")], seed=5, num_images=2)
-    assert [(job.index, job.seed, job.prompt) for job in jobs] == [(0, 5, "a"), (1, 6, "a"), (2, 7, "b"), (3, 8, "b")]
-
-
-def test_line_seed_and_count_override_the_run():
-    conditions = [Condition(prompt="a", seed=100, num_images=3), Condition(prompt="b", negative_prompt="x")]
-    jobs = build_jobs(conditions, seed=5, num_images=1, negative_prompt="ugly")
-    assert [(job.index, job.seed) for job in jobs] == [(0, 100), (1, 101), (2, 102), (3, 8)]
-    assert [job.negative_prompt for job in jobs] == ["ugly", "ugly", "ugly", "x"]
 
 
 def test_conditions_are_prompts_or_classes_not_both(tmp_path):
