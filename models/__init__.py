@@ -12,7 +12,7 @@ _EXPORTS = {
     "ImageRequest": "models.pipeline.requests",
     "GenerationOutput": "models.pipeline.pipeline",
     "ModelSource": "models.pipeline.pipeline",
-    "SamplingSettings": "models.network.config",
+    "SamplingSettings": "models.sampling.settings",
     "LinaTransformer": "models.network.transformer",
     "TransformerConfig": "models.network.config",
     "VAEConfig": "models.network.config",

@@ -32,7 +32,7 @@ def lina_debug() -> bool:
     return _is_true(os.environ.get("LINA_DEBUG"))
 
 
-# The three released checkpoints (spec §1.1). Short aliases are what `lina download` and `--model` accept.
+# The three released checkpoints. Short aliases are what `lina download` and `--model` accept.
 RELEASED_MODELS = {
     "lina-t2i-1024": {"repo_id": "techmonsterwang/LINA-t2i-d48w1536-sdxl1024", "task": "t2i", "resolution": 1024},
     "lina-t2i-512": {"repo_id": "techmonsterwang/LINA-t2i-d48w1536-sdxl512", "task": "t2i", "resolution": 512},

@@ -71,3 +71,17 @@ class MissingColourError(LinaError, ValueError):
 
 class ShapesSceneError(LinaError, ValueError):
     """A shapes-dataset scene or option that cannot be drawn: unknown shape, colour or task, too many objects."""
+
+
+class EvalInputError(LinaError, ValueError):
+    """Images or statistics that cannot be scored: an empty folder, an unreadable or duplicated image, a wrong
+    image size, or an `.npz` without the arrays the metric needs."""
+
+
+class ReferenceUnavailableError(LinaError, FileNotFoundError):
+    """A file FID needs (ADM's reference batch, the Inception weights) is not on disk and cannot be fetched."""
+
+
+class InceptionWeightsError(LinaError):
+    """Inception weights that are refused: a wrong SHA-256 for the standard file, objects other than tensors,
+    or keys that do not fit torch-fidelity's InceptionV3."""

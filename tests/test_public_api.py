@@ -20,7 +20,8 @@ PUBLIC_MODELS_API = [
 def test_models_exports_exactly_the_public_api():
     assert models.__all__ == PUBLIC_MODELS_API
     for name in PUBLIC_MODELS_API:
-        assert getattr(models, name) is not None
+        exported = getattr(models, name)  # resolved lazily from the module named in models._EXPORTS
+        assert exported.__name__ == name and exported.__module__ == models._EXPORTS[name], name
 
 
 def test_cli_commands():

@@ -7,7 +7,6 @@ where the VAE needs `_class_name` to tell the SDXL layout from the MAR one.
 """
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -110,7 +109,7 @@ class TransformerConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self._validate()
 
-    # -------------------------------------------------------------- derived geometry (spec §1.4) ----
+    # -------------------------------------------------------------- derived geometry (docs/architecture.md, "Geometry") ----
 
     @property
     def video_encoder_arch(self) -> ArchSpec:
@@ -263,7 +262,7 @@ class VAEConfig:
     """Keys of `vae/config.json` (diffusers' AutoencoderKL layout).
 
     `variant` comes from `_class_name`: "sdxl" for AutoencoderKL, "mar" for AutoencoderKLMAR, whose last
-    encoder down block carries `layers_per_block` extra attention layers (spec §1.5).
+    encoder down block carries `layers_per_block` extra attention layers (docs/architecture.md, "VAE, text encoder, scheduler").
     `scaling_factor` and `shift_factor` map VAE latents to model latents: z = (latent − shift) · scaling.
     """
 
@@ -340,7 +339,7 @@ _NEUTRAL_SCHEDULER_OPTIONS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Keys of `scheduler/scheduler_config.json` (flow-matching Euler, spec §1.7)."""
+    """Keys of `scheduler/scheduler_config.json` (flow-matching Euler)."""
 
     num_train_timesteps: int = 1000
     shift: float = 1.0
@@ -363,7 +362,7 @@ class SchedulerConfig:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Released configurations (spec §1.3)
+# Released configurations (the three hub repos)
 # ----------------------------------------------------------------------------------------------------
 
 _RELEASED_ARCH = ("vit_d16w1536", "vit_d32w1536", "mlp_d6w1536")
@@ -383,33 +382,3 @@ def released_transformer_config(task: Literal["t2i", "c2i"], resolution: int) ->
             video_base_size=(1, grid // 2, grid // 2), arch=_RELEASED_ARCH, text_token_dim=2560, text_token_len=256,
         )
     raise InvalidConfigError(f"no released LINA model for task={task!r} at {resolution}px")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Sampler settings
-# ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Sampler knobs. `cfg_min` None means constant guidance; otherwise it ramps linearly to `cfg`."""
-
-    ar_steps: int
-    diffusion_steps: int
-    cfg: float
-    cfg_min: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.ar_steps < 1 or self.diffusion_steps < 1:
-            raise ValueError(f"ar_steps={self.ar_steps} and diffusion_steps={self.diffusion_steps} must be ≥ 1")
-        for name in ("cfg", "cfg_min"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name}={value} must be a finite number")
-
-
-# The settings of the paper's published runs (spec §3.12); one table for the API and the CLI.
-SAMPLING_DEFAULTS = {
-    "t2i": SamplingSettings(ar_steps=128, diffusion_steps=25, cfg=7.0),  # GenEval runs
-    "c2i": SamplingSettings(ar_steps=64, diffusion_steps=25, cfg=2.4, cfg_min=1.0),  # FID-50k run
-}

@@ -1,4 +1,4 @@
-"""The per-token diffusion head (`image_decoder`): an AdaLN-zero MLP predicting flow velocity (spec §2.5, §3.8).
+"""The per-token diffusion head (`image_decoder`): an AdaLN-zero MLP predicting flow velocity (docs/architecture.md, "Diffusion head").
 
 Shapes: B' rows (2B under CFG), n predicted tokens, p²C values per token, W head width, D transformer width.
 """
@@ -41,8 +41,10 @@ class AdaLayerNormZero(nn.Module):
         so the head computes it once.
         """
         stats = self.proj(activated_cond).chunk(self.num_stats, dim=-1)
-        modulated = self.kernels.modulated_layer_norm(x, stats[0], stats[1], self.norm.eps)
-        return modulated, (stats[2] if self.num_stats == 3 else None)
+        scale, shift, gate = stats[0], stats[1], (stats[2] if self.num_stats == 3 else None)
+        if self.kernels.fused:
+            return self.kernels.modulated_layer_norm(x, scale, shift, self.norm.eps), gate
+        return self.norm(x).mul(1 + scale).add_(shift), gate
 
 
 class DiffusionBlock(nn.Module):
@@ -58,7 +60,9 @@ class DiffusionBlock(nn.Module):
     def forward(self, x: torch.Tensor, activated_cond: torch.Tensor) -> torch.Tensor:
         """x [B', n, W], SiLU(cond) [B', n, W] → [B', n, W]."""
         h, gate = self.norm1(x, activated_cond)
-        return self.kernels.add_layer_norm(x, self.proj(h), self.norm2.weight, self.norm2.bias, self.norm2.eps, gate=gate)
+        if self.kernels.fused:
+            return self.kernels.add_layer_norm(x, self.proj(h), self.norm2.weight, self.norm2.bias, self.norm2.eps, gate)
+        return x + self.norm2(self.proj(h)).mul(gate)
 
 
 class TimeCondEmbed(nn.Module):

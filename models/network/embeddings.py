@@ -70,7 +70,7 @@ class PatchEmbed(nn.Module):
 def sincos_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
     """Absolute 2-D position table, float32 [h·w, D]: [sin(c·f) ‖ cos(c·f) ‖ sin(r·f) ‖ cos(r·f)].
 
-    Token n = r·w + c; f_k = θ^(−k/(D/4)), k < D/4 (spec §3.3). Column (width) features come first.
+    Token n = r·w + c; f_k = θ^(−k/(D/4)), k < D/4 (docs/architecture.md, "Image tokens and the image encoder"). Column (width) features come first.
     """
     quarter = dim // 4
     freq = 1 / (SINCOS_THETA ** (torch.arange(quarter, dtype=torch.float32) / quarter))
@@ -83,7 +83,7 @@ def sincos_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
 
 
 def timestep_features(timesteps: torch.Tensor, dim: int = TIMESTEP_FEATURES) -> torch.Tensor:
-    """Float32 [B', dim] = [cos(t·f) ‖ sin(t·f)], f_k = exp(−ln θ · k / (dim/2)); t is 1000·σ (spec §3.8)."""
+    """Float32 [B', dim] = [cos(t·f) ‖ sin(t·f)], f_k = exp(−ln θ · k / (dim/2)); t is 1000·σ (docs/architecture.md, "Diffusion head")."""
     half = dim // 2
     freq = torch.arange(half, dtype=torch.float32, device=timesteps.device).mul(-math.log(SINCOS_THETA) / half).exp()
     angle = timesteps.float().unsqueeze(-1) * freq
@@ -148,7 +148,7 @@ class TextEmbed(nn.Module):
     """Text condition: LayerNorm(Linear(features)) over P rows of text features.
 
     `weight` is a persistent buffer of learned null rows: the empty prompt uses rows 0..P−1, and a real
-    prompt of n tokens uses its n Phi-2 rows followed by null rows n..P−1 (spec §1.6).
+    prompt of n tokens uses its n Phi-2 rows followed by null rows n..P−1 (docs/architecture.md, "Conditioning and context").
     """
 
     def __init__(self, text_dim: int, dim: int, num_rows: int):

@@ -1,4 +1,4 @@
-"""Phi-2 prompt features for the text-to-image models (spec §1.6), on top of `transformers.PhiModel`.
+"""Phi-2 prompt features for the text-to-image models (docs/architecture.md, "Conditioning and context"), on top of `transformers.PhiModel`.
 
 The official `text_encoder/` folder holds a `PhiConfig` config.json (whose `architectures`/`auto_map` name the
 authors' remote `PhiEncoderModel` code, which we never import) and `PhiForCausalLM` weights (`model.*` + `lm_head`,
@@ -121,7 +121,7 @@ class PhiTextEncoder:
 
     @torch.no_grad()
     def encode(self, prompts: list[str], max_tokens: int) -> list[torch.Tensor]:
-        """Phi-2 features of each prompt: the `last_hidden_state` rows of its tokens (spec §1.6).
+        """Phi-2 features of each prompt: the `last_hidden_state` rows of its tokens (docs/architecture.md, "Conditioning and context").
 
         Prompts are tokenized without BOS/EOS and truncated to `max_tokens`. The reference pads every prompt
         to `max_tokens`; Phi's attention is causal, so the rows of the real tokens never see the padding and

@@ -1,4 +1,4 @@
-"""The LINA transformer: context encoder, masked image encoder and diffusion head (spec §2-3).
+"""The LINA transformer: context encoder, masked image encoder and diffusion head (docs/architecture.md).
 
 One implementation serves every checkpoint; all geometry comes from `TransformerConfig`.
 Shapes: B' rows (2B under CFG), P condition rows, Lv context tokens, L image tokens, n known tokens,
@@ -59,9 +59,12 @@ class Block(nn.Module):
         self.kernels = REFERENCE_KERNELS  # the residual + LayerNorm op (`LinaTransformer.set_kernels`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        add_norm = self.kernels.add_layer_norm
-        x = add_norm(x, self.attn(x), self.norm1.weight, self.norm1.bias, self.norm1.eps)  # x + norm1(attn(x))
-        return add_norm(x, self.mlp(x), self.norm2.weight, self.norm2.bias, self.norm2.eps)  # x + norm2(mlp(x))
+        if self.kernels.fused:  # the same two residuals, each LayerNorm fused with its add
+            add_norm = self.kernels.add_layer_norm
+            x = add_norm(x, self.attn(x), self.norm1.weight, self.norm1.bias, self.norm1.eps)
+            return add_norm(x, self.mlp(x), self.norm2.weight, self.norm2.bias, self.norm2.eps)
+        x = x + self.norm1(self.attn(x))
+        return x + self.norm2(self.mlp(x))
 
 
 class ContextEncoder(nn.Module):
@@ -71,7 +74,7 @@ class ContextEncoder(nn.Module):
         super().__init__()
         arch = config.video_encoder_arch
         # Its patch embedding only ever sees an empty canvas that is then overwritten with `bos_token`
-        # (spec §3.2); it is kept so checkpoints load strictly, and never run.
+        # (docs/architecture.md, "Conditioning and context"); it is kept so checkpoints load strictly, and never run.
         self.patch_embed = PatchEmbed(config.image_dim, arch.width, config.video_patch_size)
         self.blocks = nn.ModuleList(Block(arch.width, arch.num_heads, config.attention) for _ in range(arch.depth))
         self.norm = nn.LayerNorm(arch.width)
@@ -85,7 +88,7 @@ class ContextEncoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """`image_encoder`: encoder half on [c ; known tokens], decoder half on [c' ; all tokens] (spec §3.4)."""
+    """`image_encoder`: encoder half on [c ; known tokens], decoder half on [c' ; all tokens] (docs/architecture.md, "Image tokens and the image encoder")."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -164,6 +167,11 @@ class LinaTransformer(nn.Module):
         """labels [B] → [B, 1, D]."""
         return self.label_embed(labels)
 
+    def label_conditions(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Condition tokens of class labels [B] and of the null class CFG pairs them with: [B, 1, D] each."""
+        null = torch.full_like(labels, self.null_class)
+        return self.condition_tokens_from_labels(labels), self.condition_tokens_from_labels(null)
+
     def condition_tokens_from_text(self, prompt_features: list[torch.Tensor]) -> torch.Tensor:
         """Per-prompt Phi-2 rows (list of [n_i, text_dim]; [0, text_dim] = empty prompt) → [B, P, D]."""
         return self.text_embed(self.text_embed.build_features(prompt_features))
@@ -171,7 +179,7 @@ class LinaTransformer(nn.Module):
     # ------------------------------------------------------------------------ per image / step ----
 
     def encode_context(self, condition: torch.Tensor) -> torch.Tensor:
-        """Context tokens c for a batch of conditions [B', P, D] → [B', Lv, D] (spec §3.2)."""
+        """Context tokens c for a batch of conditions [B', P, D] → [B', Lv, D] (docs/architecture.md, "Conditioning and context")."""
         rows, dtype, device = condition.shape[0], condition.dtype, condition.device
         context = self.mask_embed.bos_token + self.video_pos_embed.frame_embedding(0)  # [1, D]
         positions = sincos_2d(self.config.context_grid, self.config.width).to(device=device, dtype=dtype)

@@ -1,4 +1,4 @@
-"""The KL autoencoder of the SDXL and MAR KL-16 VAEs, loading the official `vae/` folders unchanged (spec §1.5).
+"""The KL autoencoder of the SDXL and MAR KL-16 VAEs, loading the official `vae/` folders unchanged (docs/architecture.md, "VAE, text encoder, scheduler").
 
 Module and parameter names are those of diffusers' `AutoencoderKL`, so one state dict serves both. The MAR
 variant (`_class_name: AutoencoderKLMAR`) only adds `layers_per_block` attention layers to the last encoder
@@ -189,7 +189,7 @@ class Encoder(nn.Module):
         self.down_blocks = nn.ModuleList(
             ResnetStage(
                 widths[max(i - 1, 0)], width, config.layers_per_block, groups,
-                # MAR's LDM-derived encoder attends only at its lowest resolution (spec §1.5).
+                # MAR's LDM-derived encoder attends only at its lowest resolution (docs/architecture.md, "VAE, text encoder, scheduler").
                 attention=config.variant == "mar" and i == last,
                 resample="down" if i < last else None,
             )

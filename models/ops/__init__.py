@@ -8,7 +8,10 @@ launch on its inputs' GPU):
 - `depthwise_conv`: the decoder blocks' conv branch added to the attention output;
 - `layer_norm`: LayerNorm with its residual add, gate or AdaLN modulation.
 
-A module that calls them holds a `kernels` attribute; `LinaTransformer.set_kernels` swaps the whole set.
+The modules are written with the plain-PyTorch path inline, as the paper states the computation; a module whose
+`kernels` attribute holds the fused set substitutes these kernels for that path (`LinaTransformer.set_kernels`
+swaps the whole set). The references here are the same ops, kept beside each kernel so tests can hold the kernel
+to them.
 """
 
 import importlib
@@ -35,6 +38,11 @@ class Kernels:
     add_depthwise_conv: Callable[..., torch.Tensor]
     add_layer_norm: Callable[..., torch.Tensor]
     modulated_layer_norm: Callable[..., torch.Tensor]
+
+    @property
+    def fused(self) -> bool:
+        """Whether modules should call these kernels instead of their inline plain-PyTorch path."""
+        return self.name == "fused"
 
 
 REFERENCE_KERNELS = Kernels("reference", linear_attention_qkv, add_depthwise_conv, add_layer_norm, modulated_layer_norm)

@@ -7,10 +7,8 @@ when `timing` is given, the latency and peak memory of each attention module (cl
 `models.perf.report_files` turns the records into JSON, CSV and a plot. `lina profile attention` is a thin wrapper.
 
 Counting runs on the meta device by default: only shapes flow through the modules, so any size is
-counted instantly and without memory, and PyTorch's SDPA takes its math path there (plain bmm ops).
-Counter pitfalls handled (ANCHORS §5(c)): the CPU SDPA kernel has no formula before PyTorch PR #195801
-(issue #195460) and would count 0, so `EXTRA_FLOP_FORMULAS` supplies one; fused kernels added later
-must register theirs there too, or they count as zero.
+counted instantly and without memory, and PyTorch's SDPA takes its math path there (plain bmm ops);
+`models.perf.flop_counter` holds the counter and the formulas it lacks.
 """
 
 import dataclasses
@@ -23,13 +21,13 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from models.errors import InvalidConfigError
 from models.network.attention import LinearAttention, SoftmaxAttention, linear_attention
 from models.network.config import TransformerConfig
 from models.network.transformer import Block, LinaTransformer
 from models.ops import fused_kernels
+from models.perf.flop_counter import count_flops
 from models.perf.flops import (
     FLOP_CONVENTION,
     MAC_CONVENTION,
@@ -54,23 +52,6 @@ from models.sampling.sampler import gather_tokens
 Scope = Literal["core", "module", "block", "ar_step"]
 SCOPES: tuple[Scope, ...] = ("core", "module", "block", "ar_step")
 ATTENTIONS: tuple[Attention, ...] = ("linear", "softmax")
-
-
-def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-# Kernels FlopCounterMode would otherwise count as zero (see the module docstring).
-EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
-}
-
-
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs (2 × MACs) that FlopCounterMode counts while `fn()` runs, with `EXTRA_FLOP_FORMULAS`."""
-    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Closed-form multiply-add counts of LINA's attention, block and AR step, linear vs softmax (spec §5.5).
+"""Closed-form multiply-add counts of LINA's attention, block and AR step, linear vs softmax (the paper's fvcore count of one attention module; docs/performance.md).
 
 Two conventions, always reported together:
 - MACs, as fvcore's `FlopCountAnalysis` counts ("one fused multiply-add = one flop"); the paper's
@@ -24,9 +24,10 @@ from typing import Literal
 
 from models.errors import InvalidConfigError
 from models.network.attention import DW_CONV_KERNEL
-from models.network.config import MLP_RATIO, SAMPLING_DEFAULTS, TransformerConfig, released_transformer_config
+from models.network.config import MLP_RATIO, TransformerConfig, released_transformer_config
 from models.network.embeddings import TIMESTEP_FEATURES
 from models.sampling.sampler import ar_schedule, cfg_scales
+from models.sampling.settings import SAMPLING_DEFAULTS
 
 Attention = Literal["linear", "softmax"]
 
@@ -249,7 +250,7 @@ class ARStep:
 
 
 def head_call_macs(config: TransformerConfig, rows: int, tokens: int) -> MacCount:
-    """One diffusion-head step, `DiffusionHead.velocity`, on `rows` rows of `tokens` tokens (spec §3.8).
+    """One diffusion-head step, `DiffusionHead.velocity`, on `rows` rows of `tokens` tokens (docs/architecture.md, "Diffusion head").
 
     Its condition is given: `head_condition_macs` (once per AR step) and `time_embedding_macs` (once per
     generation) count what builds it.

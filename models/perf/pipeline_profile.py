@@ -8,7 +8,7 @@ forward hooks on their first and last blocks) and the diffusion head; then the V
 phases are bracketed by CUDA events and read after one synchronisation per run; on the CPU by
 `time.perf_counter`. FLOPs come from the closed forms of `models.perf.flops`, summed over the real schedule.
 
-Protocol (the paper's, spec §5.3-5.4): the text encoder is excluded, so text-to-image runs take random
+Protocol (the paper's latency and memory protocol, as the authors' evaluation scripts run it): the text encoder is excluded, so text-to-image runs take random
 precomputed Phi-2 features; the VAE decode is included; `warmup` untimed runs come first (they also
 capture the head's CUDA graphs); then `repeats` timed runs, each ending with a synchronisation; peak
 memory is read after `reset_peak_memory_stats`. Weights do not change the time, so a released
@@ -51,11 +51,11 @@ from models.sampling.sampler import (
     PHASE_CONTEXT,
     PHASE_HEAD,
     PHASE_IMAGE_ENCODER,
-    SamplingSettings,
     ar_schedule,
     cfg_scales,
     sample_latents,
 )
+from models.sampling.settings import SamplingSettings
 
 CONDITIONING = "conditioning"
 ENCODER_HALF, DECODER_HALF = "encoder_half", "decoder_half"
@@ -202,8 +202,7 @@ def random_conditions(
         empty = [torch.empty(0, config.text_token_dim, device=device, dtype=dtype) for _ in range(batch)]
         return lambda: (transformer.condition_tokens_from_text(features), transformer.condition_tokens_from_text(empty))
     labels = torch.randint(config.num_classes, (batch,), generator=generator, device=device)
-    null = torch.full_like(labels, transformer.null_class)
-    return lambda: (transformer.condition_tokens_from_labels(labels), transformer.condition_tokens_from_labels(null))
+    return lambda: transformer.label_conditions(labels)
 
 
 def _run(

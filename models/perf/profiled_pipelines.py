@@ -25,7 +25,7 @@ from models.pipeline.hub import download_command, resolve_model_path
 from models.pipeline.pipeline import load_pipeline
 from models.sampling.scheduler import FlowMatchEulerScheduler
 
-# The released VAEs' architectures (spec §1.5), for random-init timing of an alias: SDXL for t2i (the
+# The released VAEs' architectures (docs/architecture.md, "VAE, text encoder, scheduler"), for random-init timing of an alias: SDXL for t2i (the
 # VAEConfig defaults), MAR KL-16 for c2i. The scaling factors do not change the time.
 RELEASED_VAE_CONFIGS = {
     "t2i": VAEConfig(),

@@ -38,8 +38,9 @@ from models.pipeline.devices import resolve_device, resolve_dtype
 from models.pipeline.hub import repo_id_for, resolve_model_path
 from models.pipeline.requests import Condition, ImageRequest, build_requests
 from models.sampling.cuda_graphs import HeadGraphCache
-from models.sampling.sampler import SamplingSettings, sample_latents, sampling_settings_for
+from models.sampling.sampler import sample_latents
 from models.sampling.scheduler import FlowMatchEulerScheduler
+from models.sampling.settings import SamplingSettings, sampling_settings_for
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class LinaPipeline:
     def check_size(self, size: int | tuple[int, int]) -> None:
         """Raise UnsupportedSizeError unless `size` (pixels; int = square) is the checkpoint's resolution.
 
-        A checkpoint's KV gates and position tables are tied to one token grid (spec §4), so no other
+        A checkpoint's KV gates and position tables are tied to one token grid (docs/architecture.md, "Geometry"), so no other
         size can be generated with weight-compatible behaviour.
         """
         height, width = (size, size) if isinstance(size, int) else tuple(size)
@@ -143,12 +144,7 @@ class LinaPipeline:
             )
         labels = [r.class_label for r in requests]
         check_class_labels(labels, self.config.num_classes)
-        labels_tensor = torch.tensor(labels, device=self.device)
-        null = torch.full_like(labels_tensor, self.transformer.null_class)
-        return (
-            self.transformer.condition_tokens_from_labels(labels_tensor),
-            self.transformer.condition_tokens_from_labels(null),
-        )
+        return self.transformer.label_conditions(torch.tensor(labels, device=self.device))
 
     @torch.inference_mode()
     def sample_latents(

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
 
     from models.pipeline.pipeline import LinaPipeline
-    from models.sampling.sampler import SamplingSettings
+    from models.sampling.settings import SamplingSettings
 
 LATENTS_TENSOR = "latents"
 STATUS_WRITTEN, STATUS_SKIPPED = "written", "skipped"

@@ -1,6 +1,6 @@
 """What an image records about how it was made, and how that is stored in a PNG.
 
-Two text chunks are written (ANCHORS §5.b): `parameters`, in the AUTOMATIC1111 format that sd.cpp,
+Two text chunks are written : `parameters`, in the AUTOMATIC1111 format that sd.cpp,
 A1111's "PNG info" and gallery tools read, and `lina`, the full record as JSON, which `lina info` prints and
 `lina generate --from-metadata` replays. PIL writes a chunk as tEXt when its text is Latin-1, else as iTXt.
 """

@@ -1,4 +1,4 @@
-"""The set-by-set autoregressive sampler with a per-token flow-matching head (spec §3.9-3.10).
+"""The set-by-set autoregressive sampler with a per-token flow-matching head (docs/architecture.md, "Sampling").
 
 Randomness contract: image i of a batch owns `generators[i]`, and draws from it in the reference order —
 one uniform [1, L, 1] in the compute dtype for its generation order, then one normal draw of the whole
@@ -16,34 +16,12 @@ from typing import Protocol
 
 import torch
 
-from models.network.config import SAMPLING_DEFAULTS, SamplingSettings
 from models.network.diffusion_head import DiffusionHead
 from models.network.embeddings import patchify, unpatchify
 from models.network.transformer import LinaTransformer
 from models.sampling.cuda_graphs import HeadGraphCache
 from models.sampling.scheduler import FlowMatchEulerScheduler
-
-
-def sampling_settings_for(
-    task: str,
-    ar_steps: int | None = None,
-    diffusion_steps: int | None = None,
-    cfg: float | None = None,
-    cfg_min: float | None = None,
-) -> SamplingSettings:
-    """Fill unset sampler options from the task's paper defaults (`models.network.config.SAMPLING_DEFAULTS`).
-
-    Unset, `cfg_min` is the task's default ramp start when `cfg` is unset too (c2i ramps 1 → 2.4), and
-    equals `cfg` (constant guidance) when only `cfg` is given.
-    """
-    defaults = SAMPLING_DEFAULTS[task]
-    return SamplingSettings(
-        ar_steps=ar_steps or defaults.ar_steps,
-        diffusion_steps=diffusion_steps or defaults.diffusion_steps,
-        cfg=defaults.cfg if cfg is None else cfg,
-        cfg_min=cfg_min if cfg_min is not None else (defaults.cfg_min if cfg is None else None),
-    )
-
+from models.sampling.settings import SamplingSettings
 
 # The phases `sample_latents` shows a `PhaseTimer` (`models.perf.pipeline_profile` times them).
 PHASE_CONTEXT = "context"  # encode_context, once per call
@@ -116,7 +94,7 @@ def denoise_tokens(
     noise: torch.Tensor,
     z: torch.Tensor,
 ) -> torch.Tensor:
-    """Integrate the head's flow ODE for the tokens predicted at one AR step (spec §3.9).
+    """Integrate the head's flow ODE for the tokens predicted at one AR step (docs/architecture.md, "Sampling").
 
     Args:
         head: the diffusion head.

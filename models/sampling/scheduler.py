@@ -1,4 +1,4 @@
-"""Flow-matching Euler sampler of the diffusion head (spec §1.7), numerically equal to diffusers'
+"""Flow-matching Euler sampler of the diffusion head (docs/architecture.md, "VAE, text encoder, scheduler"), numerically equal to diffusers'
 `FlowMatchEulerDiscreteScheduler` with its default options, which the official pipelines use."""
 
 from pathlib import Path

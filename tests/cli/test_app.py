@@ -11,6 +11,7 @@ from tests.cli.conftest import REPO_ROOT, run_lina_process
 COMMANDS = ["download", "models", "generate", "info", "config"]
 
 
+@pytest.mark.slow
 def test_importing_the_app_loads_neither_torch_nor_transformers():
     code = (
         "import sys, lina_cli.app; "
@@ -21,6 +22,7 @@ def test_importing_the_app_loads_neither_torch_nor_transformers():
     assert done.stdout.strip() == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_help_shows_examples_without_importing_torch(command):
     code = (
@@ -57,6 +59,7 @@ def test_short_help_flag(lina):
     assert "--prompts-file" in result.output and "--from-metadata" in result.output
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point():
     done = run_lina_process("--help")
     assert done.returncode == 0

@@ -69,6 +69,7 @@ def test_download_rejects_names_that_are_not_repos(lina):
     assert "neither a released alias" in result.stderr
 
 
+@pytest.mark.slow
 def test_download_unreachable_hub_is_one_clear_error(tmp_path):
     done = run_lina_process(
         "download", "lina-t2i-512", "--cache-dir", tmp_path / "empty",
@@ -79,6 +80,7 @@ def test_download_unreachable_hub_is_one_clear_error(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_download_unreachable_hub_falls_back_to_the_cache(hub_cache):
     cache, snapshot = hub_cache
     done = run_lina_process(
@@ -111,6 +113,7 @@ def test_models_with_no_cache_at_all(lina, tmp_path):
     assert all(json.loads(line)["cached"] == [] for line in result.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_generate_offline_from_the_hub_cache(hub_cache, tmp_path):
     """An alias resolves through the real hub cache offline; the metadata records the repo and commit."""
     cache, _ = hub_cache
@@ -124,6 +127,7 @@ def test_generate_offline_from_the_hub_cache(hub_cache, tmp_path):
     assert (tmp_path / "x.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "inputs, alias",
     [(["a cat"], "lina-t2i-1024"), (["a cat", "--size", "512"], "lina-t2i-512"), (["--class", "1"], "lina-c2i-256")],

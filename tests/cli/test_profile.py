@@ -97,6 +97,7 @@ def test_dtype_comes_from_the_environment(lina):
     assert record["linear_fp32"]["dtype"] == "fp32"
 
 
+@pytest.mark.slow
 def test_help_shows_examples_without_importing_torch():
     code = (
         "import sys\nfrom lina_cli.app import app\n"
@@ -176,6 +177,7 @@ def test_pipeline_bad_options_are_usage_errors(lina, tiny_c2i_folder, args, mess
     assert message in " ".join(result.output.split())
 
 
+@pytest.mark.slow
 def test_pipeline_alias_without_weights_points_to_random_init(lina, tmp_path):
     result = lina("profile", "pipeline", "-m", "lina-c2i-256", "--device", "cpu", "--cache-dir", tmp_path / "empty")
     assert result.exit_code == 1
@@ -188,6 +190,7 @@ def test_pipeline_random_init_needs_an_alias_or_a_folder(lina):
     assert "released alias" in result.stderr and "hint:" in result.stderr
 
 
+@pytest.mark.slow
 def test_pipeline_help_without_torch_and_bare_command_prints_help(lina):
     code = (
         "import sys\nfrom lina_cli.app import app\n"

@@ -14,6 +14,8 @@ from PIL import Image
 from models.runs.metadata import read_metadata
 from tests.cli.conftest import REPO_ROOT, SHORT_SAMPLING, run_lina_process
 
+pytestmark = pytest.mark.slow  # child processes; `pytest -m "not slow"` skips them locally, CI runs them
+
 DEVICES = [
     pytest.param("cpu", id="cpu"),
     pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")),

@@ -15,7 +15,7 @@ import torch
 
 from models import load_pipeline
 from models.pipeline.requests import ImageRequest
-from models.sampling.sampler import SamplingSettings
+from models.sampling.settings import SamplingSettings
 
 REFERENCE = {
     "c2i": dict(

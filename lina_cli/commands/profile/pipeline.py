@@ -14,7 +14,7 @@ from lina_cli.console import Printer, stdout_console
 from lina_cli.options import CacheDirOpt, DeviceOpt, DtypeOpt, KernelsOpt, resolve_device_option
 from lina_cli.settings import resolve_settings
 from models.constants import RELEASED_MODELS
-from models.network.config import SAMPLING_DEFAULTS
+from models.sampling.settings import SAMPLING_DEFAULTS
 
 PIPELINE_EXAMPLES = [
     "lina profile pipeline -m lina-t2i-1024 --random-init   # the paper's latency setting: 128 AR / 25 steps / CFG 7",
@@ -110,7 +110,7 @@ def pipeline(
     from models.perf.profiled_pipelines import resolve_model
     from models.perf.report_files import records_to_json, write_json
     from models.perf.timing import TimingSettings
-    from models.sampling.sampler import sampling_settings_for
+    from models.sampling.settings import sampling_settings_for
 
     timing = TimingSettings.resolve(resolve_device_option(device), dtype, warmup, repeats)
     try:

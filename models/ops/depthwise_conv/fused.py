@@ -18,8 +18,8 @@ from models.ops.device import on_input_device
 
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 # Tile of one program: 32 consecutive image tokens (taps along a grid row share cache lines) × 256 channels
-# (512-byte rows in bf16). Fastest of 18 tile/warp choices on an H200 at the 1024-px decoder's size
-# ([2, 5120, 1536] bf16): 83 µs, against 259 µs for the reference's permute + cuDNN conv + cat.
+# (512-byte rows in bf16): the fastest of 18 tile/warp choices swept at the 1024-px decoder's size
+# (docs/performance.md, "Kernel tuning").
 BLOCK_TOKENS = 32
 BLOCK_CHANNELS = 256
 NUM_WARPS = 4

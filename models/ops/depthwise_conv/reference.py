@@ -1,4 +1,4 @@
-"""The decoder blocks' conv branch in plain PyTorch: the readable reference and the default op (spec §3.7).
+"""The decoder blocks' conv branch in plain PyTorch: the readable reference and the default op (docs/architecture.md, "Blocks and linear attention").
 
 A k×k depthwise convolution (zero padding k//2) over the image rows of the block input, laid out as the
 token grid, is added to the image rows of the attention output; prefix (context) rows get nothing. These

@@ -1,4 +1,4 @@
-"""Fused Triton forward of LINA's bidirectional linear attention (spec §3.6-3.7), inference only.
+"""Fused Triton forward of LINA's bidirectional linear attention (docs/architecture.md, "Blocks and linear attention"), inference only.
 
 Same op and signature as `reference.linear_attention_qkv`: the `qkv` Linear output [B, N, 3·D] goes in, the
 head-merged attention output [B, N, D] comes out, in one read of qkv and one write of the output, with no
@@ -33,9 +33,9 @@ All sums accumulate in float32.
     any float32 reordering. fp16 caveat: S and the gated keys must stay below fp16's maximum (65504), which
     float32 does not need; bf16 has float32's range.
   The 16-bit path costs one tensor-core dot per key tile (two with the gate) and two per query tile, on d
-  padded 96 → 128. At N = 5120, B·H = 32 on an H200 that is ≈ 16–22 GFLOP (≈ 20–27 µs at 800 TFLOP/s)
-  against ≈ 126 MB of memory traffic (≈ 26 µs at 4.8 TB/s); ieee float32 dots run on CUDA cores
-  (≈ 67 TFLOP/s peak) and would take several times longer.
+  padded 96 → 128; at the released sizes that arithmetic takes about as long as the op's memory traffic,
+  while ieee float32 dots run on CUDA cores and would take several times longer (docs/performance.md,
+  "Kernel tuning").
 The head dim d is padded to a power of two ≥ 16 (tl.dot's minimum) with masks; padded lanes are zeroed after
 φ, since φ(0) = 1e-6 ≠ 0.
 """
@@ -59,10 +59,9 @@ REDUCE_BLOCK_ROWS = 16  # state rows summed per reduction program
 # Pass 3: S is loaded and split once per 256 query rows; 20 × 32 programs at N = 5120.
 ROWS_PER_OUTPUT_PROGRAM = 256
 OUTPUT_BLOCK_N = 64  # query rows per tile inside a pass-3 program
-# 4 warps: fastest of a sweep on an H200 (chunk 256/512/1024 rows, tiles of 32/64 rows, 4/8 warps; bf16,
-# B·H = 32): at N = 5120 with the KV gate the op takes ≈ 135 µs against 188 µs with 8 warps, and the same at
-# N = 3072 without it. The 128×128 float32 accumulator then takes 128 registers a thread (8 warps halve that),
-# and the extra register pressure costs less than the halved occupancy did.
+# 4 warps: the fastest of a sweep on an H200 (docs/performance.md, "Kernel tuning"). The 128×128 float32
+# accumulator then takes 128 registers a thread (8 warps halve that), and the extra register pressure costs
+# less than the halved occupancy did.
 STATE_NUM_WARPS = 4
 OUTPUT_NUM_WARPS = 4
 

@@ -1,17 +1,17 @@
 """LINA's linear attention in plain PyTorch: the readable reference, and the model's default op.
 
 `linear_attention` is the division-normalised core; `linear_attention_qkv` adds the split, feature map and
-reshape around it, from the qkv projection output to the head-merged output (spec §3.6-3.7). Both follow the
+reshape around it, from the qkv projection output to the head-merged output (docs/architecture.md, "Blocks and linear attention"). Both follow the
 authors' operation order and dtypes exactly, so images match theirs bit for bit. The fused Triton kernel in
 `fused.py` has the same signature as `linear_attention_qkv` and is tested against it.
 
-Shapes use the spec's letters: B batch, N sequence, H heads, d head dim, D = H·d.
+Shapes use the letters of docs/architecture.md: B batch, N sequence, H heads, d head dim, D = H·d.
 """
 
 import torch
 import torch.nn.functional as F
 
-# ReLU(x) + 1e-6 is the feature map φ, and 1e-6 also guards the normaliser's division (spec §3.6).
+# ReLU(x) + 1e-6 is the feature map φ, and 1e-6 also guards the normaliser's division (docs/architecture.md, "Blocks and linear attention").
 FEATURE_EPS = 1e-6
 NORMALISER_EPS = 1e-6
 
@@ -46,13 +46,31 @@ def linear_attention(
     return q @ state * normaliser
 
 
+def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[B, N, 3·D] with channels [q | k | v] (head h owns channels h·d … h·d+d−1 of each) → q, k, v [B, H, N, d]."""
+    batch, seq_len, width = qkv.shape
+    return qkv.view(batch, seq_len, 3, num_heads, width // (3 * num_heads)).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def feature_map(x: torch.Tensor) -> torch.Tensor:
+    """φ(x) = ReLU(x) + ε, in x's dtype."""
+    return F.relu(x) + FEATURE_EPS
+
+
+def merge_heads(out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, H, N, d] → [B, N, D] in `dtype`, heads concatenated along D (head-major)."""
+    batch, heads, seq_len, head_dim = out.shape
+    return out.transpose(1, 2).reshape(batch, seq_len, heads * head_dim).to(dtype)
+
+
 def linear_attention_qkv(
     qkv: torch.Tensor,
     num_heads: int,
     key_scale: torch.Tensor | None = None,
     value_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """LINA's bidirectional linear attention on the output of the `qkv` Linear.
+    """LINA's bidirectional linear attention on the output of the `qkv` Linear (what `LinearAttention` computes
+    between its projections).
 
     Args:
         qkv: [B, N, 3·D] in bf16, fp16 or fp32; channels [q | k | v], head h owns channels h·d … h·d+d−1 of each.
@@ -62,10 +80,7 @@ def linear_attention_qkv(
     Returns:
         [B, N, D] in qkv's dtype, heads concatenated along D (head-major).
     """
-    batch, seq_len, width = qkv.shape
-    dim = width // 3
-    q, k, v = qkv.view(batch, seq_len, 3, num_heads, dim // num_heads).permute(2, 0, 3, 1, 4)  # [B, H, N, d] each
-    # φ is rounded in qkv's dtype before the float32 core, as LinearAttention.forward does.
-    q, k = F.relu(q) + FEATURE_EPS, F.relu(k) + FEATURE_EPS
-    out = linear_attention(q.float(), k.float(), v.float(), key_scale, value_scale)  # [B, H, N, d] float32
-    return out.transpose(1, 2).reshape(batch, seq_len, dim).to(qkv.dtype)  # [B, N, D]
+    q, k, v = split_heads(qkv, num_heads)  # [B, H, N, d] each
+    # φ is rounded in qkv's dtype before the float32 core, as the authors' code does.
+    out = linear_attention(feature_map(q).float(), feature_map(k).float(), v.float(), key_scale, value_scale)
+    return merge_heads(out, qkv.dtype)

@@ -1,4 +1,4 @@
-"""Linear and softmax attention against independent float64 formulations written here (spec §3.6-3.7)."""
+"""Linear and softmax attention against independent float64 formulations written here (docs/architecture.md, "Blocks and linear attention")."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from models.network.attention import LinearAttention, SoftmaxAttention, linear_attention
 from tests.numerics import relative_rms
 
-EPS = 1e-6  # φ(x) = ReLU(x) + 1e-6 and the normaliser's 1e-6, spec §3.6
+EPS = 1e-6  # φ(x) = ReLU(x) + 1e-6 and the normaliser's 1e-6 (docs/architecture.md, "Blocks and linear attention")
 
 
 # ----------------------------------------------------------------------------------------------------

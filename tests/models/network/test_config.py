@@ -1,4 +1,4 @@
-"""Configs: released parameter counts and state-dict layout (spec §2), derived geometry (§1.4), and errors."""
+"""Configs: released parameter counts and state-dict layout (the authors' state dict), derived geometry, and errors."""
 
 import math
 
@@ -18,18 +18,18 @@ from models.network.transformer import LinaTransformer
 RELEASED = [("c2i", 256), ("t2i", 512), ("t2i", 1024)]
 RELEASED_IDS = [f"{task}-{resolution}" for task, resolution in RELEASED]
 
-# Spec §2.9 (verified by instantiating the reference).
+# Parameter counts of the released configurations (verified by instantiating the authors' model).
 EXPECTED_PARAMETERS = {("c2i", 256): 1_448_243_216, ("t2i", 512): 1_451_130_896, ("t2i", 1024): 1_453_096_976}
 EXPECTED_KEY_COUNT = {"c2i": 721, "t2i": 723}
 
 
 # ----------------------------------------------------------------------------------------------------
-# The state dict as the spec writes it (§2.2-2.7), built without the model code
+# The state dict of the authors' `NOVATransformer3DModel` (commit f13f7c3), written out here without the model code
 # ----------------------------------------------------------------------------------------------------
 
 
 def _block_keys(prefix: str, dim: int) -> dict[str, tuple[int, ...]]:
-    """§2.2: the 12 keys of an encoder-mode block."""
+    """the authors' layout: the 12 keys of an encoder-mode block."""
     return {
         f"{prefix}.norm1.weight": (dim,),
         f"{prefix}.norm1.bias": (dim,),
@@ -55,7 +55,7 @@ def _layer_norm(name: str, dim: int) -> dict[str, tuple[int, ...]]:
 
 
 def spec_state_dict_shapes(task: str, resolution: int) -> dict[str, tuple[int, ...]]:
-    """Every key and shape of a released checkpoint, from spec §1.3-1.4 and §2.2-2.7 alone."""
+    """Every key and shape of a released checkpoint, from the released configs and the authors' module tree alone."""
     dim = width = 1536  # D and the head width W
     heads = 16
     channels, stride = (16, 16) if task == "c2i" else (4, 8)
@@ -76,14 +76,14 @@ def spec_state_dict_shapes(task: str, resolution: int) -> dict[str, tuple[int, .
     keys["image_encoder.patch_embed.proj.bias"] = (dim,)
     for i in range(32):
         keys.update(_block_keys(f"image_encoder.blocks.{i}", dim))
-        if i >= 16:  # §2.3 decoder-mode extras
+        if i >= 16:  # decoder-mode extras
             keys[f"image_encoder.blocks.{i}.attn.key_scale"] = (1, heads, context + tokens, 1)
             keys[f"image_encoder.blocks.{i}.attn.value_scale"] = (1, heads, context + tokens, 1)
             keys[f"image_encoder.blocks.{i}.attn.dw_conv.weight"] = (dim, 1, 5, 5)
             keys[f"image_encoder.blocks.{i}.attn.dw_conv.bias"] = (dim,)
     keys.update(_layer_norm("image_encoder.norm", dim))
 
-    head = "image_decoder"  # §2.5
+    head = "image_decoder"
     keys[f"{head}.patch_embed.proj.weight"] = (width, channels, patch, patch)
     keys[f"{head}.patch_embed.proj.bias"] = (width,)
     keys.update(_linear(f"{head}.time_cond_embed.timestep_proj.fc1", width, 256))
@@ -98,7 +98,7 @@ def spec_state_dict_shapes(task: str, resolution: int) -> dict[str, tuple[int, .
     keys.update(_linear(f"{head}.norm.proj", 2 * width, width))
     keys.update(_linear(f"{head}.head", token_dim, width))
 
-    keys["mask_embed.bos_token"] = (1, dim)  # §2.6
+    keys["mask_embed.bos_token"] = (1, dim)
     keys["mask_embed.mask_token"] = (1, dim)
     if task == "c2i":
         keys["label_embed.weight"] = (1001, dim)
@@ -134,9 +134,9 @@ def test_released_state_dict_matches_spec(task, resolution):
     actual = {name: tuple(tensor.shape) for name, tensor in _meta_model(task, resolution).state_dict().items()}
     expected = spec_state_dict_shapes(task, resolution)
     assert len(actual) == EXPECTED_KEY_COUNT[task]
-    assert len(expected) == EXPECTED_KEY_COUNT[task], "the spec-derived key list itself is off"
-    assert sorted(set(expected) - set(actual)) == [], "keys of the spec missing from the model"
-    assert sorted(set(actual) - set(expected)) == [], "keys the spec does not list"
+    assert len(expected) == EXPECTED_KEY_COUNT[task], "the key list written here is itself off"
+    assert sorted(set(expected) - set(actual)) == [], "keys of the authors' layout missing from the model"
+    assert sorted(set(actual) - set(expected)) == [], "keys the authors' layout does not have"
     wrong = {name: (actual[name], shape) for name, shape in expected.items() if actual[name] != shape}
     assert wrong == {}
     assert sum(1 for name in actual if name.startswith("image_decoder.")) == 62
@@ -144,14 +144,14 @@ def test_released_state_dict_matches_spec(task, resolution):
 
 @pytest.mark.parametrize("task,resolution", RELEASED, ids=RELEASED_IDS)
 def test_spec_key_list_sums_to_parameter_count(task, resolution):
-    """Cross-check of the spec's own numbers: its key list, less the text buffer, gives its parameter count."""
+    """Cross-check of the numbers written here: the key list, less the text buffer, gives the published parameter count."""
     shapes = spec_state_dict_shapes(task, resolution)
     total = sum(math.prod(shape) for name, shape in shapes.items() if name != "text_embed.weight")
     assert total == EXPECTED_PARAMETERS[task, resolution]
 
 
 def test_released_top_level_children_in_reference_order():
-    """§2.1: children in the reference order, so state_dict() lists keys the same way."""
+    """the authors' layout: children in the reference order, so state_dict() lists keys the same way."""
     order = {"c2i": [], "t2i": []}
     for task, resolution in (("c2i", 256), ("t2i", 512)):
         for name in _meta_model(task, resolution).state_dict():
@@ -169,7 +169,7 @@ def test_text_null_table_is_a_persistent_buffer():
     assert "text_embed.weight" not in dict(model.named_parameters())
 
 
-# Spec §1.4: (latent C×H×W, p, video patch, L, token grid, Lv, context grid, Lv+L, P, p²C).
+# docs/architecture.md, "Geometry": (latent C×H×W, p, video patch, L, token grid, Lv, context grid, Lv+L, P, p²C).
 GEOMETRY = {
     ("c2i", 256): ((16, 16, 16), 1, 2, 256, (16, 16), 64, (8, 8), 320, 1, 16),
     ("t2i", 512): ((4, 64, 64), 2, 4, 1024, (32, 32), 256, (16, 16), 1280, 256, 16),

@@ -1,4 +1,4 @@
-"""Diffusion head against an independent float64 formulation (spec §2.5, §3.8), and the patch layout."""
+"""Diffusion head against an independent float64 formulation (docs/architecture.md, "Diffusion head"), and the patch layout."""
 
 import math
 
@@ -91,7 +91,7 @@ def test_diffusion_head_matches_reference(depth, width, cond_dim, patch, channel
     z = torch.randn(rows, tokens, cond_dim, generator=generator)
     head = head.to(dtype)
     actual = head(noisy.to(dtype), TIMESTEPS, z.to(dtype))
-    # The spec computes the timestep features in fp32 whatever the model dtype; their angles (t up to 1000)
+    # The authors compute the timestep features in fp32 whatever the model dtype; their angles (t up to 1000)
     # carry ~1e-4 absolute error, which would hide everything else at fp64 precision. So the reference is fed
     # the features the model uses (checked against the float64 formula in `test_timestep_features_cos_then_sin`)
     # for a tight check, and the float64 formula's features for an end-to-end check at the fp32 level.
@@ -104,7 +104,7 @@ def test_diffusion_head_matches_reference(depth, width, cond_dim, patch, channel
 
 
 def test_timestep_features_cos_then_sin():
-    """Spec §3.8: [cos ‖ sin], f_k = exp(−ln(10000)·k/128), for float t = 1000·σ; fp32 angle error ≤ ~1e-4."""
+    """docs/architecture.md, "Diffusion head": [cos ‖ sin], f_k = exp(−ln(10000)·k/128), for float t = 1000·σ; fp32 angle error ≤ ~1e-4."""
     t = torch.tensor([0.0, 1.0, 916.75, 1000.0])
     features = timestep_features(t)
     assert features.dtype == torch.float32 and features.shape == (4, 256)

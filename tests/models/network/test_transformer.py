@@ -231,7 +231,7 @@ def test_softmax_variant_has_no_gates_or_conv_and_runs(tiny_config, tmp_path, as
 
 
 # ----------------------------------------------------------------------------------------------------
-# Image encoder semantics (spec §3.3-3.4)
+# Image encoder semantics (docs/architecture.md, "Image tokens and the image encoder")
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -282,7 +282,7 @@ def test_known_ids_order_does_not_matter(tiny_config):
 
 
 def test_null_text_rows_pad_real_prompts():
-    """Spec §1.6: a prompt of n rows is followed by null rows n..P−1; the empty prompt is rows 0..P−1."""
+    """docs/architecture.md, "Conditioning and context": a prompt of n rows is followed by null rows n..P−1; the empty prompt is rows 0..P−1."""
     model = make_model(tiny_t2i_config())
     prompt = torch.randn(3, 32, generator=torch.Generator().manual_seed(2))
     features = model.text_embed.build_features([prompt, prompt[:0]])
@@ -292,7 +292,7 @@ def test_null_text_rows_pad_real_prompts():
 
 
 def test_image_encoder_wiring_follows_spec(tiny_config, assert_close):
-    """Spec §3.4 composed by hand from the model's blocks, with per-row loops for the gather and scatter:
+    """docs/architecture.md, "Image tokens and the image encoder" composed by hand from the model's blocks, with per-row loops for the gather and scatter:
     encoder half on [c ; known], decoder half on [c' ; tokens with known rows replaced by known']."""
     model = make_model(tiny_config)
     canvas, known_ids, mask = canvas_state(tiny_config, known=6)
@@ -319,7 +319,7 @@ def test_image_encoder_wiring_follows_spec(tiny_config, assert_close):
 
 
 def spec_sincos(grid: tuple[int, int], dim: int) -> torch.Tensor:
-    """Spec §3.3 table, float64 [h·w, D]: token r·w + c → [sin(c·f) ‖ cos(c·f) ‖ sin(r·f) ‖ cos(r·f)]."""
+    """docs/architecture.md, "Image tokens and the image encoder", float64 [h·w, D]: token r·w + c → [sin(c·f) ‖ cos(c·f) ‖ sin(r·f) ‖ cos(r·f)]."""
     quarter = dim // 4
     table = torch.zeros(grid[0] * grid[1], dim, dtype=torch.float64)
     for r in range(grid[0]):
@@ -334,15 +334,15 @@ def spec_sincos(grid: tuple[int, int], dim: int) -> torch.Tensor:
 
 
 def test_sincos_tables_follow_spec(tiny_config, assert_close):
-    """Spec §3.3: token (r, c) → [sin(c·f) ‖ cos(c·f) ‖ sin(r·f) ‖ cos(r·f)], f_k = 10000^(−k/(D/4)), row-major."""
+    """docs/architecture.md, "Image tokens and the image encoder": token (r, c) → [sin(c·f) ‖ cos(c·f) ‖ sin(r·f) ‖ cos(r·f)], f_k = 10000^(−k/(D/4)), row-major."""
     model = make_model(tiny_config)
     expected = spec_sincos(tiny_config.token_grid, tiny_config.width)
     assert_close(model.image_positions(torch.device("cpu"), torch.float32), expected, torch.float32)
 
 
 def test_context_tokens_follow_spec(tiny_config, assert_close):
-    """Spec §3.2: context = video_encoder([cond ; bos + TE(frame 0) + SPE_v]) keeping the last Lv rows, normed;
-    TE = LayerNorm(time_proj([sin 0]·128 ‖ [cos 0]·128)); SPE_v is the §3.3 table on the context grid."""
+    """docs/architecture.md, "Conditioning and context": context = video_encoder([cond ; bos + TE(frame 0) + SPE_v]) keeping the last Lv rows, normed;
+    TE = LayerNorm(time_proj([sin 0]·128 ‖ [cos 0]·128)); SPE_v is the same table on the context grid."""
     model = make_model(tiny_config)
     positions = spec_sincos(tiny_config.context_grid, tiny_config.width).float()
     with torch.no_grad():

@@ -13,6 +13,8 @@ import pytest
 
 from tests.models.ops.conftest import FUSED_KERNEL_MODE
 
+pytestmark = pytest.mark.slow  # child processes; `pytest -m "not slow"` skips them locally, CI runs them
+
 OPS_TESTS = Path(__file__).resolve().parent
 REPO_ROOT = OPS_TESTS.parents[1]
 INTERPRETER_RUN_TIMEOUT_S = 600  # the child takes well under a minute; this only stops a hang

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from models.network.transformer import LinaTransformer
-from models.sampling.sampler import SamplingSettings, sample_latents
+from models.sampling.sampler import sample_latents
 from models.sampling.scheduler import FlowMatchEulerScheduler
+from models.sampling.settings import SamplingSettings
 from tests.factories import randomize_, tiny_transformer_config
 from tests.models.ops.conftest import DEVICE, requires_fused
 from tests.numerics import relative_rms

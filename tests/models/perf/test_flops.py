@@ -20,7 +20,7 @@ from models.perf.flops import (
 )
 from models.sampling.sampler import ar_schedule
 
-# The paper's fvcore run (spec §5.5, the authors' flops_results.txt): B = 1, N = 5120, D = 1536, 16 heads.
+# The paper's fvcore run (the authors' evaluations/flops/flops_results.txt): B = 1, N = 5120, D = 1536, 16 heads.
 PAPER = AttentionShape(seq_len=5120, dim=1536, heads=16, batch=1, image_grid=(64, 64))
 PAPER_LINEAR_TOTAL = 49_993_482_240
 PAPER_SOFTMAX_TOTAL = 128_849_018_880

@@ -10,7 +10,7 @@ import torch
 from models.constants import RELEASED_MODELS
 from models.errors import CheckpointMismatchError, InvalidConfigError, ModelNotFoundError, WeightsNotCachedError
 from models.network.config import released_transformer_config
-from models.perf.attention_profile import count_flops
+from models.perf.flop_counter import count_flops
 from models.perf.pipeline_profile import (
     AR_LOOP,
     CPU_WARNING,
@@ -30,7 +30,8 @@ from models.perf.pipeline_profile import (
 )
 from models.perf.profiled_pipelines import RANDOM_WEIGHTS_NOTE, random_init_pipeline, resolve_model
 from models.perf.timing import TimingSettings
-from models.sampling.sampler import PHASE_CONTEXT, PHASE_HEAD, PHASE_IMAGE_ENCODER, SamplingSettings, sample_latents
+from models.sampling.sampler import PHASE_CONTEXT, PHASE_HEAD, PHASE_IMAGE_ENCODER, sample_latents
+from models.sampling.settings import SamplingSettings
 from tests.factories import tiny_transformer_config, tiny_vae_config
 
 FAST = SamplingSettings(ar_steps=3, diffusion_steps=2, cfg=3.0)

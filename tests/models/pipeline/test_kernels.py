@@ -11,7 +11,7 @@ from models import load_pipeline
 from models.errors import LinaError
 from models.ops import REFERENCE_KERNELS, resolve_kernels
 from models.pipeline.requests import ImageRequest
-from models.sampling.sampler import SamplingSettings
+from models.sampling.settings import SamplingSettings
 from tests.numerics import relative_rms
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused kernels run on CUDA")

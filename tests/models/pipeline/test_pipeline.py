@@ -19,7 +19,7 @@ from models.errors import (
     WeightsNotCachedError,
 )
 from models.pipeline.requests import ImageRequest
-from models.sampling.sampler import SamplingSettings
+from models.sampling.settings import SamplingSettings
 
 FAST = SamplingSettings(ar_steps=4, diffusion_steps=3, cfg=3.0, cfg_min=1.0)
 

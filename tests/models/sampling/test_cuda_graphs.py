@@ -5,7 +5,7 @@ import torch
 
 from models import load_pipeline
 from models.pipeline.requests import ImageRequest
-from models.sampling.sampler import SamplingSettings
+from models.sampling.settings import SamplingSettings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 

@@ -1,4 +1,4 @@
-"""AR schedule, CFG ramp and generation orders of the sampler (spec §3.10)."""
+"""AR schedule, CFG ramp and generation orders of the sampler (docs/architecture.md, "Sampling")."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from models.sampling.sampler import ar_schedule, cfg_scales, generation_orders
 
 
 def numpy_schedule(num_tokens: int, ar_steps: int) -> list[int]:
-    """Spec §3.10 with numpy: len_k = round(L·cos(π/2·k/K)), counts = −diff, empty steps dropped."""
+    """docs/architecture.md, "Sampling" with numpy: len_k = round(L·cos(π/2·k/K)), counts = −diff, empty steps dropped."""
     remaining = np.round(num_tokens * np.cos(np.pi / 2 * np.arange(ar_steps + 1) / ar_steps)).astype(np.int64)
     counts = remaining[:-1] - remaining[1:]
     return counts[counts > 0].tolist()
@@ -75,7 +75,7 @@ def test_generation_orders_reproducible_per_generator(dtype):
 
 
 def test_generation_order_is_the_argsort_of_one_uniform_draw():
-    """Spec §3.10: u ~ U[0,1) of shape [1, L, 1] in the model dtype, then argsort along L."""
+    """docs/architecture.md, "Sampling": u ~ U[0,1) of shape [1, L, 1] in the model dtype, then argsort along L."""
     tokens = 64
     generator = torch.Generator().manual_seed(1337)
     orders = generation_orders([generator], tokens, torch.float32, torch.device("cpu"))

@@ -1,4 +1,4 @@
-"""The Euler flow-matching scheduler equals diffusers' FlowMatchEulerDiscreteScheduler bit for bit (spec §1.7)."""
+"""The Euler flow-matching scheduler equals diffusers' FlowMatchEulerDiscreteScheduler bit for bit (docs/architecture.md, "VAE, text encoder, scheduler")."""
 
 import pytest
 import torch
@@ -29,7 +29,7 @@ def test_sigmas_and_timesteps_equal_diffusers(num_steps, shift):
 
 
 def test_first_timesteps_of_25_steps():
-    """Spec §1.7: σ = linspace(1, 0.001, 25), then 0; t = 1000·σ = 1000, 958.375, 916.75, …, 1."""
+    """docs/architecture.md, "VAE, text encoder, scheduler": σ = linspace(1, 0.001, 25), then 0; t = 1000·σ = 1000, 958.375, 916.75, …, 1."""
     sigmas, timesteps = FlowMatchEulerScheduler().sigmas(25)
     assert timesteps[:3].tolist() == [1000.0, 958.375, 916.75]
     assert timesteps[-1].item() == pytest.approx(1.0, abs=1e-4)
