@@ -7,24 +7,13 @@ JSON object per line on stdout, `quiet` prints only errors. Colour follows rich'
 
 import json
 import sys
-from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from lina_cli.errors import ErrorMessage
+from lina_cli.progress import RunProgress
 from models.runs.generation import STATUS_SKIPPED, ImageResult
 
 HUMAN, JSON, QUIET = "human", "json", "quiet"
@@ -64,6 +53,12 @@ class Printer:
         self.enabled = enabled
         self.out = stdout_console()
         self.err = stderr_console()
+        self.live: RunProgress | None = None  # set while progress bars are drawn on the terminal
+
+    @property
+    def _stdout_on_live_terminal(self) -> bool:
+        """Whether stdout lines must go through the live region: bars are drawn and stdout is that terminal."""
+        return self.live is not None and self.out.is_terminal
 
     @property
     def human(self) -> bool:
@@ -74,9 +69,9 @@ class Printer:
             self.err.print(f"[yellow]warning:[/] {escape(message)}")
 
     def line(self, message: str) -> None:
-        """A human-format line on stdout (markup allowed)."""
+        """A human-format line on stdout (markup allowed), above the progress bars while they are live."""
         if self.human:
-            self.out.print(message)
+            (self.live.print if self._stdout_on_live_terminal else self.out.print)(message)
 
     def note(self, message: str) -> None:
         """A human-format status line on stderr."""
@@ -84,77 +79,47 @@ class Printer:
             self.err.print(f"[dim]{escape(message)}[/]")
 
     def json(self, data: dict[str, Any]) -> None:
-        if self.enabled and self.fmt == JSON:
-            print_json_line(data)
-
-    @contextmanager
-    def status(self, message: str):
-        """A spinner while something slow happens (model loading), on a terminal in human format only."""
-        if self.human and self.err.is_terminal:
-            with self.err.status(escape(message)):
-                yield
+        if not (self.enabled and self.fmt == JSON):
+            return
+        if self._stdout_on_live_terminal:
+            self.live.print(json.dumps(data, ensure_ascii=False, sort_keys=True), markup=False, highlight=False)
         else:
-            yield
-
-
-class RateColumn(ProgressColumn):
-    """Items per second, or seconds per item when slower than one a second; the unit is the task's `unit` field."""
-
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        if not speed:
-            return Text("–", style="progress.data.speed")
-        unit = task.fields.get("unit", "it")
-        label = f"{speed:.2f} {unit}/s" if speed >= 1 else f"{1 / speed:.1f} s/{unit}"
-        return Text(label, style="progress.data.speed")
+            print_json_line(data)
 
 
 class GenerationReporter:
     """Receives the generation loop's events (see `models.runs.generation.GenerationEvents`) and prints them."""
 
-    def __init__(self, printer: Printer, *, live_results: bool = True):
+    def __init__(self, printer: Printer, *, ar_steps: int, live_results: bool = True):
         self.printer = printer
+        self.ar_steps = ar_steps  # as asked; the schedule may leave some steps empty (docs/architecture.md, "Sampling")
         self.live_results = live_results  # False under torchrun: rank 0 prints every rank's results at the end
-        self.progress: Progress | None = None
+        self.progress = RunProgress(printer)
         self._images = self._steps = None
 
     def __enter__(self) -> "GenerationReporter":
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        self.progress.__exit__(*exc_info)
 
     def started(self, to_make: int, finished: int) -> None:
         if finished and self.printer.human:
             self.printer.note(f"resuming: {finished} image(s) already finished, {to_make} to make")
-        if to_make and self.printer.enabled and self.printer.fmt != QUIET and self.printer.err.is_terminal:
-            self.progress = Progress(
-                SpinnerColumn(),
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                RateColumn(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=self.printer.err,
-                # Printing above the bars is only right when stdout is that terminal too; a piped stdout
-                # (`--format json > runs.jsonl`) must keep its lines.
-                redirect_stdout=sys.stdout.isatty(),
-            )
-            self._images = self.progress.add_task("images", total=to_make, unit="img")
-            self._steps = self.progress.add_task("AR steps", total=None, unit="step")
-            self.progress.start()
+        if to_make:
+            self.progress.__enter__()
+            self._images = self.progress.add("images", total=to_make, unit="img")
+            self._steps = self.progress.add("AR steps", total=None, unit="step")
 
     def ar_step(self, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress.update(self._steps, completed=done, total=total)
+        """`total` counts the schedule's non-empty steps; the label says how many of those asked for are empty."""
+        empty = self.ar_steps - total
+        label = f"AR steps ({empty} of {self.ar_steps} empty)" if empty > 0 else "AR steps"
+        self.progress.update(self._steps, completed=done, total=total, description=label)
 
     def image_done(self, result: ImageResult) -> None:
-        if self.progress is not None and result.status != STATUS_SKIPPED:
-            self.progress.advance(self._images)
+        if result.status != STATUS_SKIPPED:
+            self.progress.update(self._images, advance=1)
         if self.live_results:
             self.show(result)
 

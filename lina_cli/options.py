@@ -26,9 +26,32 @@ def setting_help(name: str) -> str:
 
 
 def setting_option(*names: str, setting: str, kind: type = str, **extra: Any):
-    """An `Optional[kind]` option for a setting of `SETTINGS`: default None ("not given"), help from the table."""
+    """An `Optional[kind]` option for a setting of `SETTINGS`: default None ("not given"), help from the table.
+
+    A value given on the command line is checked against the setting's rules (minimum, choices, finite) here, so a
+    bad one is a usage error (exit 2) that names the option, before anything is loaded.
+    """
+
+    def check(value):
+        if value is not None and (problem := SETTINGS[setting].problem(value)) is not None:
+            raise typer.BadParameter(f"{value!r}: {problem}")
+        return value
+
     # Optional[...] rather than `X | None`: Typer reads these annotations at run time, also on Python 3.10.
-    return Annotated[Optional[kind], typer.Option(*names, help=setting_help(setting), show_default=False, **extra)]
+    return Annotated[
+        Optional[kind], typer.Option(*names, help=setting_help(setting), show_default=False, callback=check, **extra)
+    ]
+
+
+def at_least(minimum: int):
+    """A Typer callback for an integer option that must be ≥ `minimum` (a usage error in lina's words otherwise)."""
+
+    def check(value):
+        if value is not None and value < minimum:
+            raise typer.BadParameter(f"{value!r}: must be ≥ {minimum}")
+        return value
+
+    return check
 
 
 ModelOpt = setting_option("-m", "--model", setting="model")
@@ -36,7 +59,7 @@ RevisionOpt = setting_option("--revision", setting="revision")
 CacheDirOpt = setting_option("--cache-dir", setting="cache_dir")
 OfflineOpt = setting_option("--offline", setting="offline", kind=bool)
 FormatOpt = setting_option("--format", setting="format", metavar="|".join(FORMAT_CHOICES))
-SeedOpt = setting_option("-s", "--seed", setting="seed", kind=int, min=0)
+SeedOpt = setting_option("-s", "--seed", setting="seed", kind=int)
 DtypeOpt = setting_option("--dtype", setting="dtype", metavar="|".join(DTYPE_CHOICES))
 DeviceOpt = setting_option("--device", setting="device")
 KernelsOpt = setting_option("--kernels", setting="kernels", metavar="|".join(KERNEL_CHOICES))

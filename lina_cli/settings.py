@@ -7,6 +7,7 @@ then the built-in default below. Both files are flat TOML tables whose keys are 
 defaults from it, and `lina config` prints it resolved.
 """
 
+import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -51,6 +52,16 @@ class Setting:
     def option(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with a value of the right Python type (`must be ≥ 1`, …), or None."""
+        if self.kind is float and not math.isfinite(value):
+            return "must be a finite number"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be ≥ {self.minimum}"
+        if self.choices is not None and value not in self.choices:
+            return f"expected one of {', '.join(self.choices)}"
+        return None
+
     def check(self, value: Any, origin: str) -> Any:
         """Validate a value of the right Python type; `origin` names where it came from, for the message."""
         if value is None:
@@ -59,10 +70,9 @@ class Setting:
             value = float(value)
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
             raise SettingsError(f"{self.name} = {value!r} in {origin}: expected {self.kind.__name__}")
-        if self.minimum is not None and value < self.minimum:
-            raise SettingsError(f"{self.name} = {value!r} in {origin}: must be ≥ {self.minimum}")
-        if self.choices is not None and value not in self.choices:
-            raise SettingsError(f"{self.name} = {value!r} in {origin}: expected one of {', '.join(self.choices)}")
+        problem = self.problem(value)
+        if problem is not None:
+            raise SettingsError(f"{self.name} = {value!r} in {origin}: {problem}")
         return value
 
     def parse(self, text: str, origin: str) -> Any:

@@ -21,6 +21,7 @@ from lina_cli.options import (
     resolve_device_option,
     setting_option,
 )
+from lina_cli.progress import status
 from lina_cli.settings import SOURCE_CLI, Resolved, resolve_settings
 from models.constants import RELEASED_MODELS
 from models.errors import InvalidPromptError, UnsupportedSizeError
@@ -70,18 +71,18 @@ def generate(
     ] = None,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
-    num_images: setting_option("-n", "--num-images", setting="num_images", kind=int, min=1) = None,
+    num_images: setting_option("-n", "--num-images", setting="num_images", kind=int) = None,
     seed: SeedOpt = None,
     cfg: setting_option("--cfg", setting="cfg", kind=float) = None,
     cfg_min: setting_option("--cfg-min", setting="cfg_min", kind=float) = None,
-    ar_steps: setting_option("--ar-steps", setting="ar_steps", kind=int, min=1) = None,
-    diffusion_steps: setting_option("--diffusion-steps", setting="diffusion_steps", kind=int, min=1) = None,
+    ar_steps: setting_option("--ar-steps", setting="ar_steps", kind=int) = None,
+    diffusion_steps: setting_option("--diffusion-steps", setting="diffusion_steps", kind=int) = None,
     negative_prompt: setting_option("--negative-prompt", setting="negative_prompt") = None,
-    size: setting_option("--size", setting="size", kind=int, min=1) = None,
+    size: setting_option("--size", setting="size", kind=int) = None,
     dtype: DtypeOpt = None,
     kernels: KernelsOpt = None,
     device: DeviceOpt = None,
-    batch_size: setting_option("-b", "--batch-size", setting="batch_size", kind=int, min=1) = None,
+    batch_size: setting_option("-b", "--batch-size", setting="batch_size", kind=int) = None,
     output: setting_option("-o", "--output", setting="output") = None,
     overwrite: setting_option("--overwrite", setting="overwrite", kind=bool) = None,
     save_latents: setting_option("--save-latents", setting="save_latents", kind=bool) = None,
@@ -133,9 +134,9 @@ def generate(
     target = _pick_device(value["device"], context.local_rank if context.enabled else None, printer)
     init_process_group(context, target.type)  # before anything is shared between ranks (the random seed)
     try:
-        if value["seed"] is None:
+        random_seed = value["seed"] is None
+        if random_seed:
             value["seed"] = broadcast_from_main(context, secrets.randbelow(RANDOM_SEED_RANGE))
-            printer.note(f"seed {value['seed']} (random; pass -s {value['seed']} to repeat this run)")
         jobs = build_requests(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=negative_prompt)
         paths = plan_outputs(value["output"], jobs)
         check_writable({path.parent for path in paths.values()})
@@ -144,16 +145,18 @@ def generate(
             from transformers.utils import logging as transformers_logging
 
             transformers_logging.disable_progress_bar()
-        with printer.status(f"loading {model_name}"):
+        with status(printer, f"loading {model_name}"):
             pipe = load_checked_pipeline(
                 model_name, task=task, size=value["size"], class_labels=[c.class_label for c in conditions if task == "c2i"],
                 device=target, dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None,
                 cache_dir=value["cache_dir"], kernels=value["kernels"],
             )
+        if random_seed:  # said once the model is there, so a run that fails to load does not announce a seed
+            printer.note(f"seed {value['seed']} (random; pass -s {value['seed']} to repeat this run)")
         sampler = pipe.sampling_settings(value["ar_steps"], value["diffusion_steps"], value["cfg"], value["cfg_min"])
         options = RunOptions(batch_size=value["batch_size"], save_latents=value["save_latents"], overwrite=value["overwrite"])
         began = time.perf_counter()
-        with GenerationReporter(printer, live_results=not context.enabled) as reporter:
+        with GenerationReporter(printer, ar_steps=sampler.ar_steps, live_results=not context.enabled) as reporter:
             results = run_generation(
                 pipe, context.shard(jobs), paths, sampler, model=_recorded_name(model_name), options=options, events=reporter
             )

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from models.errors import InvalidClassLabelError, InvalidConfigError, UnknownArchError
+from models.errors import InvalidClassLabelError, InvalidConfigError, UnknownArchError, UnsupportedSizeError
 
 # Heads of the widths the reference registry names; any other width gets width // HEAD_WIDTH heads.
 REGISTRY_HEADS = {768: 12, 1024: 16, 1536: 16}
@@ -201,6 +201,20 @@ class TransformerConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    def check_size(self, size: int | tuple[int, int]) -> None:
+        """Raise UnsupportedSizeError unless `size` (pixels; int = square) is this checkpoint's resolution.
+
+        A checkpoint's KV gates and position tables are tied to one token grid (docs/architecture.md, "Geometry"),
+        so no other size can be generated with weight-compatible behaviour.
+        """
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        if (height, width) != tuple(self.image_size):
+            supported = "x".join(str(side) for side in self.image_size)
+            raise UnsupportedSizeError(
+                f"size {height}x{width} is not supported by this checkpoint: it generates {supported} images only "
+                "(its KV gates and position tables fit one token grid)"
+            )
 
     def replace(self, **changes: Any) -> "TransformerConfig":
         return dataclasses.replace(self, **changes)

@@ -27,7 +27,6 @@ from models.errors import (
     CheckpointMismatchError,
     InvalidPromptError,
     MissingComponentError,
-    UnsupportedSizeError,
 )
 from models.files import read_json, write_json_atomic
 from models.network.config import TransformerConfig, VAEConfig, check_class_labels
@@ -101,18 +100,8 @@ class LinaPipeline:
         return None if self.config.is_text_conditioned else self.config.num_classes
 
     def check_size(self, size: int | tuple[int, int]) -> None:
-        """Raise UnsupportedSizeError unless `size` (pixels; int = square) is the checkpoint's resolution.
-
-        A checkpoint's KV gates and position tables are tied to one token grid (docs/architecture.md, "Geometry"), so no other
-        size can be generated with weight-compatible behaviour.
-        """
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        if (height, width) != tuple(self.image_size):
-            supported = "x".join(str(side) for side in self.image_size)
-            raise UnsupportedSizeError(
-                f"size {height}x{width} is not supported by this checkpoint: it generates {supported} images only "
-                "(its KV gates and position tables fit one token grid)"
-            )
+        """Raise UnsupportedSizeError unless `size` (pixels; int = square) is the checkpoint's resolution."""
+        self.config.check_size(size)
 
     def default_settings(self) -> SamplingSettings:
         """The paper's sampler settings for this model's task (`models.network.config.SAMPLING_DEFAULTS`)."""
@@ -267,6 +256,7 @@ def load_pipeline(
     cache_dir: str | Path | None = None,
     attention: str | None = None,
     kernels: str = "auto",
+    check_config: Callable[[TransformerConfig], None] | None = None,
 ) -> LinaPipeline:
     """Load a LINA pipeline from a folder, a released alias or a hub repo id.
 
@@ -281,9 +271,13 @@ def load_pipeline(
         kernels: "auto" (fused on a CUDA GPU of compute capability ≥ 8.0 when Triton imports, else
             reference), "fused" (Triton kernels, CUDA only: the same images up to bf16 rounding, about twice as
             fast) or "reference" (plain PyTorch: bit-identical to the authors' code).
+        check_config: called with the folder's transformer config before any weight is read, so a run the model
+            cannot do (another task, size or class) fails at once; it raises to refuse.
     """
     path = resolve_model_path(name_or_path, revision=revision, offline=offline, cache_dir=cache_dir)
     read_json(path / MODEL_INDEX_NAME, "pipeline")  # proves this is a pipeline folder; its module strings are not used
+    if check_config is not None:
+        check_config(TransformerConfig.from_dict(read_json(path / TRANSFORMER_FOLDER / CONFIG_NAME, "transformer")))
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
 

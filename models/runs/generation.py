@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from models.errors import InvalidPromptError, OutputError
-from models.network.config import check_class_labels
+from models.network.config import TransformerConfig, check_class_labels
 from models.pipeline.requests import ImageRequest
 from models.runs.metadata import METADATA_KEY, ImageMetadata
 from models.runs.outputs import is_finished, latents_path, save_png
@@ -74,25 +74,28 @@ def load_checked_pipeline(
     cache_dir: str | None = None,
     kernels: str = "auto",
 ) -> "LinaPipeline":
-    """`models.load_pipeline`, then check that the run fits the model: its task, `--size` and class ids.
+    """`models.load_pipeline`, refusing before any weight is read a run the model cannot do: another task, a
+    `--size` it does not make, class ids it does not know.
 
     Raises:
         InvalidPromptError: prompts for a class-conditional model, or class ids for a text-to-image one.
-        UnsupportedSizeError, InvalidClassLabelError: from the pipeline's own checks.
+        UnsupportedSizeError, InvalidClassLabelError: from the config's own checks.
     """
     from models import load_pipeline
 
-    pipe = load_pipeline(
-        model, device=device, dtype=dtype, revision=revision, offline=offline, cache_dir=cache_dir, kernels=kernels
+    def check(config: TransformerConfig) -> None:
+        if config.task != task:
+            wanted = "prompts" if config.task == "t2i" else "--class ids"
+            raise InvalidPromptError(f"{model} is a {config.task} model: it takes {wanted}")
+        if size is not None:
+            config.check_size(size)
+        if class_labels:
+            check_class_labels(class_labels, config.num_classes)
+
+    return load_pipeline(
+        model, device=device, dtype=dtype, revision=revision, offline=offline, cache_dir=cache_dir, kernels=kernels,
+        check_config=check,
     )
-    if pipe.task != task:
-        wanted = "prompts" if pipe.task == "t2i" else "--class ids"
-        raise InvalidPromptError(f"{model} is a {pipe.task} model: it takes {wanted}")
-    if size is not None:
-        pipe.check_size(size)
-    if class_labels:
-        check_class_labels(class_labels, pipe.num_classes)
-    return pipe
 
 
 def image_metadata(pipe: "LinaPipeline", job: ImageRequest, settings: "SamplingSettings", model: str) -> ImageMetadata:

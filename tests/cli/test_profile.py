@@ -167,7 +167,8 @@ def test_pipeline_table_for_random_softmax_weights(lina, tiny_t2i_folder, tmp_pa
         (["--attention", "softmax"], "--random-init"),  # trained linear weights cannot run softmax attention
         (["--peak-tflops", "0"], "positive rate"),
         (["--cfg", "nan"], "finite"),
-        (["--batch-size", "0"], "greater than or equal to 1"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--repeats", "0"], "must be ≥ 1"),
         (["--device", "tpu?"], "not a device"),
     ],
 )

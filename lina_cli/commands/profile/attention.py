@@ -11,9 +11,10 @@ import typer
 from rich.markup import escape
 
 from lina_cli.commands.profile.attention_report import print_attention_report
-from lina_cli.commands.profile.common import STDOUT, JsonOpt, spinner
-from lina_cli.console import stdout_console
-from lina_cli.options import DeviceOpt, DtypeOpt, resolve_device_option
+from lina_cli.commands.profile.common import STDOUT, JsonOpt
+from lina_cli.console import Printer, stdout_console
+from lina_cli.options import DeviceOpt, DtypeOpt, at_least, resolve_device_option
+from lina_cli.progress import status
 from lina_cli.settings import resolve_settings
 
 DEFAULT_RESOLUTIONS = "256,512,1024"
@@ -41,18 +42,18 @@ SeqLenOpt = Annotated[Optional[str], typer.Option(
     "--seq-len", "-n", help="raw sequence lengths N instead of --resolution, comma-separated"
 )]
 DimOpt = Annotated[Optional[int], typer.Option(
-    min=1, help=escape("width D; with --resolution, a width other than the model's drops the AR-step scope "
+    callback=at_least(1), help=escape("width D; with --resolution, a width other than the model's drops the AR-step scope "
                        "[default: the model's, 1536]"),
 )]
-HeadsOpt = Annotated[Optional[int], typer.Option(min=1, help=escape("attention heads H [default: the model's, 16]"))]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="batch size B")]
+HeadsOpt = Annotated[Optional[int], typer.Option(callback=at_least(1), help=escape("attention heads H [default: the model's, 16]"))]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", callback=at_least(1), help="batch size B")]
 TimeOpt = Annotated[bool, typer.Option("--time/--no-time", help="also time each module (on CUDA also peak memory)")]
 # These timing defaults mirror models.perf.timing.TIMING_DEFAULTS (tests/cli/test_profile.py keeps them equal).
 WarmupOpt = Annotated[Optional[int], typer.Option(
-    min=0, help=escape("untimed calls first [default: 10 on CUDA, 1 on CPU]")
+    callback=at_least(0), help=escape("untimed calls first [default: 10 on CUDA, 1 on CPU]")
 )]
 RepeatsOpt = Annotated[Optional[int], typer.Option(
-    min=1, help=escape("timed calls; the median and p10-p90 are reported [default: 50 on CUDA, 3 on CPU]")
+    callback=at_least(1), help=escape("timed calls; the median and p10-p90 are reported [default: 50 on CUDA, 3 on CPU]")
 )]
 ARStepOpt = Annotated[Optional[int], typer.Option(
     "--ar-step", help=escape("which step of the default AR schedule to count (-1 = last) [default: the middle one]")
@@ -131,7 +132,7 @@ def attention(
         timing = TimingSettings.resolve(resolve_device_option(device), dtype, warmup, repeats) if timed else None
     except InvalidConfigError as error:
         raise typer.BadParameter(str(error)) from None
-    with spinner() as progress:
+    with status(Printer(), "profiling attention") as progress:
         records = profile_attention(cases, timing, progress=progress)
     _write_outputs(records, json_path, csv_path, plot)
     if not machine_output:

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from lina_cli.commands.profile.common import STDOUT, JsonOpt, spinner
+from lina_cli.commands.profile.common import STDOUT, JsonOpt
 from lina_cli.commands.profile.pipeline_report import print_pipeline_report
 from lina_cli.console import Printer, stdout_console
-from lina_cli.options import CacheDirOpt, DeviceOpt, DtypeOpt, KernelsOpt, resolve_device_option
+from lina_cli.options import CacheDirOpt, DeviceOpt, DtypeOpt, KernelsOpt, at_least, resolve_device_option
+from lina_cli.progress import status
 from lina_cli.settings import resolve_settings
 from models.constants import RELEASED_MODELS
 from models.sampling.settings import SAMPLING_DEFAULTS
@@ -41,12 +42,12 @@ AttentionOpt = Annotated[Optional[str], typer.Option(
     metavar="linear|softmax",
     help=escape("time the same architecture with this attention (a change needs --random-init) [default: the model's]"),
 )]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="images generated together")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", callback=at_least(1), help="images generated together")]
 ARStepsOpt = Annotated[Optional[int], typer.Option(
-    min=1, show_default=False, help=escape(f"autoregressive steps [default: {_task_defaults('ar_steps')}]")
+    callback=at_least(1), show_default=False, help=escape(f"autoregressive steps [default: {_task_defaults('ar_steps')}]")
 )]
 DiffusionStepsOpt = Annotated[Optional[int], typer.Option(
-    min=1, show_default=False,
+    callback=at_least(1), show_default=False,
     help=escape(f"flow-matching steps per AR step [default: {_task_defaults('diffusion_steps')}]"),
 )]
 CfgOpt = Annotated[Optional[float], typer.Option(
@@ -58,10 +59,10 @@ CfgMinOpt = Annotated[Optional[float], typer.Option(
                 "when --cfg is unset, else constant]"),
 )]
 PipelineWarmupOpt = Annotated[int, typer.Option(
-    "--warmup", min=0, help="untimed runs first (they also capture the head's CUDA graphs)"
+    "--warmup", callback=at_least(0), help="untimed runs first (they also capture the head's CUDA graphs)"
 )]
 PipelineRepeatsOpt = Annotated[int, typer.Option(
-    "--repeats", min=1, help="timed runs; the median, p10-p90 and min-max are reported"
+    "--repeats", callback=at_least(1), help="timed runs; the median, p10-p90 and min-max are reported"
 )]
 DecodeOpt = Annotated[bool, typer.Option("--decode/--no-decode", help="include the VAE decode")]
 PeakTflopsOpt = Annotated[Optional[float], typer.Option(
@@ -128,7 +129,7 @@ def pipeline(
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-    with spinner("timing the pipeline") as progress:
+    with status(Printer(), "timing the pipeline") as progress:
         record = benchmark_pipeline(
             target, sampling, timing, batch_size=batch_size, decode=decode, peak_tflops=peak_tflops, kernels=kernels,
             progress=progress,
