@@ -1,13 +1,13 @@
 """`lina generate`: images from prompts, a prompts file or class ids, resumable, with metadata in every PNG."""
 
-import secrets
-import time
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from lina_cli.console import GenerationReporter, Printer
+from lina_cli.console import Printer
+from lina_cli.image_run import ImageRun, run_images
 from lina_cli.options import (
     CacheDirOpt,
     DeviceOpt,
@@ -18,29 +18,19 @@ from lina_cli.options import (
     OfflineOpt,
     RevisionOpt,
     SeedOpt,
-    resolve_device_option,
     setting_option,
 )
-from lina_cli.progress import status
 from lina_cli.settings import SOURCE_CLI, Resolved, resolve_settings
 from models.constants import RELEASED_MODELS
 from models.errors import InvalidPromptError, UnsupportedSizeError
-from models.pipeline.requests import Condition, build_requests
+from models.pipeline.requests import Condition
 from models.runs.conditions import gather_conditions
 from models.runs.distributed import (
-    broadcast_from_main,
     context_from_env,
-    gather_to_main,
-    init_process_group,
-    shutdown,
 )
-from models.runs.generation import RunOptions, load_checked_pipeline
-from models.runs.generation import generate as run_generation
+from models.runs.generation import RunOptions
 from models.runs.metadata import ImageMetadata, read_metadata
-from models.runs.outputs import check_writable, plan_outputs
-
-if TYPE_CHECKING:
-    import torch
+from models.runs.outputs import plan_outputs
 
 GENERATE_EXAMPLES = [
     'lina generate "a red fox in the snow, watercolor"',
@@ -51,7 +41,6 @@ GENERATE_EXAMPLES = [
     "torchrun --nproc-per-node 4 -m lina_cli generate --class 0-999 -n 50 -o fid",
     "lina generate --from-metadata outputs/00000-5-a-cat-on-a-sofa.png -o again.png",
 ]
-RANDOM_SEED_RANGE = 2**32  # random seeds stay in the 32-bit range other tools print and accept
 
 
 def generate(
@@ -106,8 +95,6 @@ def generate(
     Defaults follow the paper: text-to-image 128 AR steps, 25 diffusion steps, cfg 7; class-conditional 64 AR
     steps, cfg ramping from 1 to 2.4.
     """
-    import torch
-
     given = {
         "model": model, "revision": revision, "num_images": num_images, "seed": seed, "cfg": cfg, "cfg_min": cfg_min,
         "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "negative_prompt": negative_prompt, "size": size,
@@ -131,44 +118,15 @@ def generate(
     negative_prompt = value["negative_prompt"] if task == "t2i" else None  # a config-file default may be set
     model_name = _pick_model(settings["model"], task, value["size"])
 
-    target = _pick_device(value["device"], context.local_rank if context.enabled else None, printer)
-    init_process_group(context, target.type)  # before anything is shared between ranks (the random seed)
-    try:
-        random_seed = value["seed"] is None
-        if random_seed:
-            value["seed"] = broadcast_from_main(context, secrets.randbelow(RANDOM_SEED_RANGE))
-        jobs = build_requests(conditions, seed=value["seed"], num_images=value["num_images"], negative_prompt=negative_prompt)
-        paths = plan_outputs(value["output"], jobs)
-        check_writable({path.parent for path in paths.values()})
-
-        if task == "t2i":  # transformers would draw its own weight-loading bar under our spinner
-            from transformers.utils import logging as transformers_logging
-
-            transformers_logging.disable_progress_bar()
-        with status(printer, f"loading {model_name}"):
-            pipe = load_checked_pipeline(
-                model_name, task=task, size=value["size"], class_labels=[c.class_label for c in conditions if task == "c2i"],
-                device=target, dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None,
-                cache_dir=value["cache_dir"], kernels=value["kernels"],
-            )
-        if random_seed:  # said once the model is there, so a run that fails to load does not announce a seed
-            printer.note(f"seed {value['seed']} (random; pass -s {value['seed']} to repeat this run)")
-        sampler = pipe.sampling_settings(value["ar_steps"], value["diffusion_steps"], value["cfg"], value["cfg_min"])
-        options = RunOptions(batch_size=value["batch_size"], save_latents=value["save_latents"], overwrite=value["overwrite"])
-        began = time.perf_counter()
-        with GenerationReporter(printer, ar_steps=sampler.ar_steps, live_results=not context.enabled) as reporter:
-            results = run_generation(
-                pipe, context.shard(jobs), paths, sampler, model=_recorded_name(model_name), options=options, events=reporter
-            )
-        peak = torch.cuda.max_memory_allocated(pipe.device) if pipe.device.type == "cuda" else None
-        everything = gather_to_main(context, results)
-        if everything is not None:
-            if context.enabled:
-                for result in sorted(everything, key=lambda r: r.metadata.index):
-                    reporter.show(result)
-            reporter.summary(everything, time.perf_counter() - began, peak)
-    finally:
-        shutdown(context)
+    run = ImageRun(
+        model=model_name, task=task, conditions=conditions, plan_paths=partial(plan_outputs, value["output"]),
+        seed=value["seed"], num_images=value["num_images"], negative_prompt=negative_prompt, size=value["size"],
+        device=value["device"], dtype=value["dtype"], kernels=value["kernels"], revision=value["revision"],
+        offline=value["offline"] or None, cache_dir=value["cache_dir"], ar_steps=value["ar_steps"],
+        diffusion_steps=value["diffusion_steps"], cfg=value["cfg"], cfg_min=value["cfg_min"],
+        options=RunOptions(batch_size=value["batch_size"], save_latents=value["save_latents"], overwrite=value["overwrite"]),
+    )
+    run_images(run, printer, context)
 
 
 def _replay(recorded: ImageMetadata) -> dict[str, Any]:
@@ -208,18 +166,3 @@ def _pick_model(model: Resolved, task: str, size: int | None) -> str:
             f"{model.value} makes {card['resolution']}x{card['resolution']} images only, not --size {size}{suggestion}"
         )
     return model.value
-
-
-def _recorded_name(model_name: str) -> str:
-    """What the metadata stores as the model: folders as absolute paths, so --from-metadata works anywhere."""
-    path = Path(model_name).expanduser()
-    return str(path.resolve()) if path.is_dir() else model_name
-
-
-def _pick_device(requested: str | None, local_rank: int | None, printer: Printer) -> "torch.device":
-    """--device as a torch.device, with a warning when it falls back to the CPU."""
-    device = resolve_device_option(requested, local_rank)
-    if requested is None and device.type == "cpu":
-        printer.warn("CUDA is not available; running on the CPU, which is slow for the released models "
-                     "(pass --device cpu to silence this)")
-    return device
