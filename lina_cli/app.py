@@ -2,10 +2,12 @@
 
 from lina_cli.commands.config import CONFIG_EXAMPLES, config
 from lina_cli.commands.download import DOWNLOAD_EXAMPLES, download
+from lina_cli.commands.eval import app as eval_app
 from lina_cli.commands.generate import GENERATE_EXAMPLES, generate
 from lina_cli.commands.info import INFO_EXAMPLES, info
 from lina_cli.commands.models import MODELS_EXAMPLES, models
 from lina_cli.commands.profile import app as profile_app
+from lina_cli.commands.train import app as train_app
 from lina_cli.framework import examples_epilog, typer_factory
 
 app = typer_factory(
@@ -18,7 +20,8 @@ app.command(epilog=examples_epilog(GENERATE_EXAMPLES), no_args_is_help=True)(gen
 app.command(epilog=examples_epilog(INFO_EXAMPLES), no_args_is_help=True)(info)
 app.command(epilog=examples_epilog(CONFIG_EXAMPLES))(config)
 app.add_typer(profile_app, name="profile")
-# `lina eval` will be registered here the same way when it exists.
+app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ JSON object per line on stdout, `quiet` prints only errors. Colour follows rich'
 
 import json
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -48,10 +49,11 @@ def print_json_line(data: dict[str, Any]) -> None:
 class Printer:
     """Output of one command in one format; `enabled=False` silences it (torchrun ranks other than 0)."""
 
-    def __init__(self, fmt: str = HUMAN, *, enabled: bool = True):
+    def __init__(self, fmt: str = HUMAN, *, enabled: bool = True, stdout_reserved: bool = False):
         self.fmt = fmt
         self.enabled = enabled
-        self.out = stdout_console()
+        # A command whose stdout carries one result (`--json -`) prints its human lines on stderr instead.
+        self.out = stderr_console() if stdout_reserved else stdout_console()
         self.err = stderr_console()
         self.live: RunProgress | None = None  # set while progress bars are drawn on the terminal
 
@@ -90,12 +92,14 @@ class Printer:
 class GenerationReporter:
     """Receives the generation loop's events (see `models.runs.generation.GenerationEvents`) and prints them."""
 
-    def __init__(self, printer: Printer, *, ar_steps: int, live_results: bool = True):
+    def __init__(self, printer: Printer, *, ar_steps: int, batch_size: int = 1, live_results: bool = True):
         self.printer = printer
+        self.batch_size = batch_size  # images arrive a batch at a time: the pace is known after the first one
         self.ar_steps = ar_steps  # as asked; the schedule may leave some steps empty (docs/architecture.md, "Sampling")
         self.live_results = live_results  # False under torchrun: rank 0 prints every rank's results at the end
         self.progress = RunProgress(printer)
         self._images = self._steps = None
+        self._to_make, self._made, self._began = 0, 0, 0.0
 
     def __enter__(self) -> "GenerationReporter":
         return self
@@ -106,6 +110,7 @@ class GenerationReporter:
     def started(self, to_make: int, finished: int) -> None:
         if finished and self.printer.human:
             self.printer.note(f"resuming: {finished} image(s) already finished, {to_make} to make")
+        self._to_make, self._made, self._began = to_make, 0, time.perf_counter()
         if to_make:
             self.progress.__enter__()
             self._images = self.progress.add("images", total=to_make, unit="img")
@@ -120,8 +125,21 @@ class GenerationReporter:
     def image_done(self, result: ImageResult) -> None:
         if result.status != STATUS_SKIPPED:
             self.progress.update(self._images, advance=1)
+            self._made += 1
+            if self._made == min(self.batch_size, self._to_make) < self._to_make:
+                self._estimate()
         if self.live_results:
             self.show(result)
+
+    def _estimate(self) -> None:
+        """One line after the first image of a long run: how long the rest should take at that pace."""
+        left = self._to_make - self._made
+        seconds = (time.perf_counter() - self._began) * left / self._made
+        hours, rest = divmod(int(seconds), 3600)
+        self.printer.note(
+            f"about {hours}:{rest // 60:02d}:{rest % 60:02d} for the {left} image(s) left, at the pace of the first "
+            "batch (warm-up included, so usually less)"
+        )
 
     def show(self, result: ImageResult) -> None:
         """Print one image's line: its path (human, skipped ones only counted) or its JSON record."""

@@ -98,7 +98,10 @@ def run_images(run: ImageRun, printer: Printer, context: DistributedContext) -> 
             printer.note(f"seed {seed} (random; pass -s {seed} to repeat this run)")
         sampler = pipe.sampling_settings(run.ar_steps, run.diffusion_steps, run.cfg, run.cfg_min)
         began = time.perf_counter()
-        with GenerationReporter(printer, ar_steps=sampler.ar_steps, live_results=not context.enabled) as reporter:
+        reporter = GenerationReporter(
+            printer, ar_steps=sampler.ar_steps, batch_size=run.options.batch_size, live_results=not context.enabled
+        )
+        with reporter:
             results = run_generation(
                 pipe, context.shard(requests), paths, sampler, model=recorded_name(run.model), options=run.options,
                 events=reporter,

@@ -63,6 +63,10 @@ SeedOpt = setting_option("-s", "--seed", setting="seed", kind=int)
 DtypeOpt = setting_option("--dtype", setting="dtype", metavar="|".join(DTYPE_CHOICES))
 DeviceOpt = setting_option("--device", setting="device")
 KernelsOpt = setting_option("--kernels", setting="kernels", metavar="|".join(KERNEL_CHOICES))
+STDOUT = "-"  # `--json -` (and `--csv -`) write to stdout instead of a file, and nothing else goes there
+JsonOpt = Annotated[Optional[str], typer.Option(
+    "--json", metavar="FILE|-", help="write the result as JSON to FILE ('-' = stdout, and no table)"
+)]
 ImagePathArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A PNG written by `lina generate`.")
 ]

@@ -85,3 +85,25 @@ class ReferenceUnavailableError(LinaError, FileNotFoundError):
 class InceptionWeightsError(LinaError):
     """Inception weights that are refused: a wrong SHA-256 for the standard file, objects other than tensors,
     or keys that do not fit torch-fidelity's InceptionV3."""
+
+
+class DetectorConversionError(LinaError, ValueError):
+    """An mmdetection Mask2Former state dict that does not convert into transformers' layout: a key left over,
+    a tensor missing, or a shape that does not fit; the message names every offending key."""
+
+
+class GenEvalWeightsError(LinaError):
+    """Weights for GenEval's detector or colour classifier that are missing, unavailable, or refused (objects
+    other than tensors in a .pth); the message names the file and how to get the right one."""
+
+
+class TrainingConfigError(LinaError, ValueError):
+    """A training option, preset or geometry that cannot be used, or one that contradicts the run being resumed."""
+
+
+class TrainingDataError(LinaError, ValueError):
+    """A `--data` folder or captions file that cannot be trained on: no images, unreadable lines, missing files."""
+
+
+class RunFolderError(LinaError):
+    """A training run folder that cannot be started (it already holds a run) or resumed (it holds none)."""

@@ -30,5 +30,8 @@ def test_cli_commands():
     from lina_cli.app import app
 
     group = get_command(app)
-    assert sorted(group.commands) == ["config", "download", "generate", "info", "models", "profile"]
+    assert sorted(group.commands) == ["config", "download", "eval", "generate", "info", "models", "profile", "train"]
     assert sorted(group.commands["profile"].commands) == ["attention", "pipeline"]
+    assert sorted(group.commands["eval"].commands) == ["fid", "geneval", "shapes"]
+    assert sorted(group.commands["eval"].commands["geneval"].commands) == ["run", "score", "summary"]
+    assert sorted(group.commands["train"].commands) == ["export", "model", "text-encoder", "vae"]

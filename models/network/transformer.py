@@ -121,7 +121,9 @@ class ImageEncoder(nn.Module):
         for block in self.blocks[: self.encoder_depth]:
             x = block(x)
         context, known = x[:, :num_context], x[:, num_context:]
-        x = torch.cat([context, tokens.scatter(1, index, known)], dim=1)  # [B', Lv + L, D]
+        # Under autocast (training) the encoder half returns float32 rows while the tokens are bf16; like the
+        # authors' `x_masked.to(dtype=x.dtype)`, the canvas takes the rows' dtype (a no-op at inference).
+        x = torch.cat([context, tokens.to(known.dtype).scatter(1, index, known)], dim=1)  # [B', Lv + L, D]
         for block in self.blocks[self.encoder_depth :]:
             x = block(x)
         return self.norm(x[:, num_context:])

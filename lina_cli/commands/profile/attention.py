@@ -11,9 +11,8 @@ import typer
 from rich.markup import escape
 
 from lina_cli.commands.profile.attention_report import print_attention_report
-from lina_cli.commands.profile.common import STDOUT, JsonOpt
 from lina_cli.console import Printer, stdout_console
-from lina_cli.options import DeviceOpt, DtypeOpt, at_least, resolve_device_option
+from lina_cli.options import STDOUT, DeviceOpt, DtypeOpt, JsonOpt, at_least, resolve_device_option
 from lina_cli.progress import status
 from lina_cli.settings import resolve_settings
 

@@ -1,14 +1,5 @@
-"""What both profile commands share: `-` for stdout, the --json option, SI-prefixed numbers."""
+"""What both profile reports share: numbers with SI prefixes."""
 
-from typing import Annotated, Optional
-
-import typer
-
-STDOUT = "-"  # `--json -` / `--csv -` write to stdout instead of a file (and skip the table)
-
-JsonOpt = Annotated[Optional[str], typer.Option(
-    "--json", metavar="FILE", help="write the results as JSON to FILE ('-' = stdout, no table)"
-)]
 
 def si_format(value: float, unit: str) -> str:
     """4 significant digits with an SI prefix and the unit: 36238786560, 'MAC' → '36.24 GMAC'."""

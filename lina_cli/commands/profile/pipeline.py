@@ -8,10 +8,18 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from lina_cli.commands.profile.common import STDOUT, JsonOpt
 from lina_cli.commands.profile.pipeline_report import print_pipeline_report
 from lina_cli.console import Printer, stdout_console
-from lina_cli.options import CacheDirOpt, DeviceOpt, DtypeOpt, KernelsOpt, at_least, resolve_device_option
+from lina_cli.options import (
+    STDOUT,
+    CacheDirOpt,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    KernelsOpt,
+    at_least,
+    resolve_device_option,
+)
 from lina_cli.progress import status
 from lina_cli.settings import resolve_settings
 from models.constants import RELEASED_MODELS

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 # ReLU(x) + 1e-6 is the feature map φ, and 1e-6 also guards the normaliser's division (docs/architecture.md, "Blocks and linear attention").
 FEATURE_EPS = 1e-6
 NORMALISER_EPS = 1e-6
+AUTOCAST_DEVICES = ("cpu", "cuda")  # where a training step may run under autocast
 
 
 def linear_attention(
@@ -35,8 +36,12 @@ def linear_attention(
         key_scale, value_scale: KV gates, [1, H, N, 1], or None (encoder blocks).
 
     Returns:
-        [B, H, N, d] float32.
+        [B, H, N, d] float32, also under autocast (training): the authors run this core with autocast off.
     """
+    device = q.device.type
+    if device in AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):
+            return linear_attention(q, k, v, key_scale, value_scale)
     seq_len = q.shape[-2]
     if key_scale is not None:
         k = k * key_scale

@@ -1,0 +1,1 @@
+"""Training data: the procedural shapes dataset and image folders."""

@@ -1,0 +1,169 @@
+"""The shapes benchmark: generate the fixed prompt set in GenEval's layout, score it with the shapes detector.
+
+`evaluate_shapes` makes `images_per_prompt` images of each of `evaluation_prompts()` with a pipeline and
+writes them in GenEval's folder layout (`<out>/<index:05d>/metadata.jsonl`, `samples/<j:05d>.png`);
+`score_shapes_folder` judges every image of such a folder with GenEval's rules on the detector's
+detections, writes GenEval's `results.jsonl` and returns GenEval's summary (per-task accuracy, overall =
+their mean). `write_ground_truth` renders the prompts themselves, which a correct scorer must pass.
+"""
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from models.data.shapes import DEFAULT_IMAGE_SIZE
+from models.data.shapes_prompts import evaluation_prompts
+from models.data.shapes_render import render_scene
+from models.errors import GenEvalFileError, OutputError
+from models.eval.geneval.layout import (
+    METADATA_NAME,
+    prompt_folders,
+    read_prompt_metadata,
+    sample_images,
+    sample_path,
+    write_prompt_metadata,
+)
+from models.eval.geneval.prompts import metadata_problem
+from models.eval.geneval.results import ResultLine, write_results
+from models.eval.geneval.rules import Detection, Verdict, evaluate, filter_detections
+from models.eval.geneval.summary import Summary, summarize
+from models.eval.shapes.detector import detect_shapes
+from models.files import write_atomic
+
+if TYPE_CHECKING:
+    from models.pipeline.pipeline import LinaPipeline
+
+RESULTS_NAME = "results.jsonl"
+DEFAULT_IMAGES_PER_PROMPT = 4
+
+
+def score_image(image: Image.Image, metadata: dict[str, Any]) -> tuple[dict[str, list[Detection]], Verdict]:
+    """GenEval's verdict on one image: the detector's detections, filtered for the prompt's task, then judged.
+
+    Returns:
+        The kept detections by shape and the verdict. Colours come classified on the detections (nearest
+        palette colour), so GenEval's colour callback is not needed.
+    """
+    kept = filter_detections(detect_shapes(image), metadata["tag"])
+    return kept, evaluate(kept, metadata)
+
+
+def score_shapes_folder(folder: Path, results: Path | None = None) -> Summary:
+    """Score every image of a GenEval-layout folder and write GenEval's `results.jsonl`.
+
+    Args:
+        folder: `<index:05d>/metadata.jsonl` and `<index:05d>/samples/*.png` per prompt.
+        results: where the results go; default `<folder>/results.jsonl`.
+
+    Returns:
+        GenEval's summary: per-task accuracy and their mean, the overall score.
+
+    Raises:
+        GenEvalFileError: the folder holds no images, or a metadata file cannot be read or judged.
+    """
+    folder = Path(folder)
+    lines = []
+    for _, prompt_folder in prompt_folders(folder):
+        metadata = read_prompt_metadata(prompt_folder)
+        problem = metadata_problem(metadata)
+        if problem:
+            raise GenEvalFileError(f"{prompt_folder / METADATA_NAME}: {problem}")
+        for path in sample_images(prompt_folder):
+            with Image.open(path) as image:
+                kept, verdict = score_image(image, metadata)
+            lines.append(ResultLine.from_verdict(str(path), metadata, kept, verdict))
+    if not lines:
+        raise GenEvalFileError(f"{folder}: no images to score; expected <index:05d>/samples/<j:05d>.png folders")
+    write_results(results if results is not None else folder / RESULTS_NAME, lines)
+    return summarize(lines)
+
+
+def evaluate_shapes(
+    pipe: "LinaPipeline",
+    out_dir: Path,
+    images_per_prompt: int = DEFAULT_IMAGES_PER_PROMPT,
+    seed: int = 0,
+    *,
+    ar_steps: int | None = None,
+    diffusion_steps: int | None = None,
+    cfg: float | None = None,
+    prompts: list[dict[str, Any]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Generate the shapes prompt set with a text-to-image pipeline into `out_dir`, then score it.
+
+    Image j of prompt p uses seed `seed + p · images_per_prompt + j`, the same seeds as one call with every
+    prompt.
+
+    Args:
+        pipe: a text-to-image pipeline, e.g. `load_pipeline("lina-shapes")`.
+        out_dir: the GenEval-layout folder to write; `results.jsonl` goes in it too.
+        images_per_prompt: images per prompt (GenEval uses 4).
+        seed: the seed of the first image.
+        ar_steps, diffusion_steps, cfg: sampler settings; None takes the model's defaults.
+        prompts: GenEval-style metadata to generate; default `evaluation_prompts()`.
+        progress: called as progress(done, total) in images after each prompt.
+
+    Returns:
+        GenEval's summary of the images.
+
+    Raises:
+        OutputError: `out_dir` already holds prompt folders (see `check_output_folder`).
+    """
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir)
+    prompts = evaluation_prompts() if prompts is None else prompts
+    total = len(prompts) * images_per_prompt
+    for index, metadata in enumerate(prompts):
+        output = pipe(
+            prompts=[metadata["prompt"]],
+            seed=seed + index * images_per_prompt,
+            num_images_per_prompt=images_per_prompt,
+            ar_steps=ar_steps,
+            diffusion_steps=diffusion_steps,
+            cfg=cfg,
+        )
+        write_prompt_metadata(out_dir, index, metadata)
+        for sample, image in enumerate(output.images):
+            _save_png(image, sample_path(out_dir, index, sample))
+        if progress is not None:
+            progress((index + 1) * images_per_prompt, total)
+    return score_shapes_folder(out_dir)
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """Refuse a folder that already holds GenEval prompt folders.
+
+    Its images would be scored with the new ones (and an earlier run with more images per prompt would
+    leave extra samples behind), so a run always starts from a new or empty folder.
+
+    Raises:
+        OutputError: the folder holds at least one `<index:05d>/` prompt folder.
+    """
+    if Path(out_dir).is_dir() and prompt_folders(Path(out_dir)):
+        raise OutputError(
+            f"{out_dir} already holds generated prompt folders; choose a new or empty folder, "
+            f"or score the images there alone (lina eval shapes --score-only {out_dir})"
+        )
+
+
+def write_ground_truth(
+    out_dir: Path, size: int = DEFAULT_IMAGE_SIZE, images_per_prompt: int = DEFAULT_IMAGES_PER_PROMPT, seed: int = 0
+) -> None:
+    """Render the prompt set itself into GenEval's layout: what a perfect model would make.
+
+    Image j of prompt p is drawn from its own `random.Random`, seeded by (seed, p, j).
+    """
+    out_dir = Path(out_dir)
+    for index, metadata in enumerate(evaluation_prompts()):
+        write_prompt_metadata(out_dir, index, metadata)
+        for sample in range(images_per_prompt):
+            rng = random.Random(f"shapes-eval/{seed}/{index}/{sample}")
+            _save_png(render_scene(metadata, size, rng), sample_path(out_dir, index, sample))
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -1,0 +1,93 @@
+"""`lina eval shapes` through the real app: --score-only on ground-truth renders, JSON output, flag checks."""
+
+import json
+import shutil
+
+import pytest
+
+from models.data.shapes_prompts import evaluation_prompts
+from models.eval.shapes.benchmark import write_ground_truth
+
+TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """The prompt set drawn by the renderer, one image per prompt (a perfect model's output)."""
+    folder = tmp_path_factory.mktemp("shapes") / "truth"
+    write_ground_truth(folder, size=64, images_per_prompt=1)
+    return folder
+
+
+@pytest.fixture
+def truth(rendered, tmp_path):
+    """A private copy, since scoring writes results.jsonl into the folder."""
+    return shutil.copytree(rendered, tmp_path / "truth")
+
+
+def test_score_only_prints_the_table(lina, truth):
+    result = lina("eval", "shapes", "--score-only", truth)
+    assert result.exit_code == 0, result.output
+    for text in (*TASKS, "overall (mean of 6 tasks)", "1.00000", f"{len(evaluation_prompts())} images"):
+        assert text in result.stdout
+    lines = (truth / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(evaluation_prompts()) and all(json.loads(line)["correct"] for line in lines)
+
+
+def test_score_only_json(lina, truth, tmp_path):
+    result = lina("eval", "shapes", "--score-only", truth, "--json", "-")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["overall"] == 1.0 and data["tasks"] == dict.fromkeys(TASKS, 1.0)
+    assert data["images"] == len(evaluation_prompts()) and data["results"] == str(truth / "results.jsonl")
+    result = lina("eval", "shapes", "--score-only", truth, "--json", tmp_path / "score.json")
+    assert result.exit_code == 0 and "overall" in result.stdout
+    assert json.loads((tmp_path / "score.json").read_text())["overall"] == 1.0
+
+
+def test_a_wrong_image_is_counted(lina, truth):
+    # the first single_object prompt asks for a circle; give it the image of another prompt's square
+    square = next(i for i, m in enumerate(evaluation_prompts()) if m["prompt"] == "a photo of a square")
+    shutil.copy(truth / f"{square:05d}" / "samples" / "00000.png", truth / "00000" / "samples" / "00000.png")
+    result = lina("eval", "shapes", "--score-only", truth, "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tasks"]["single_object"] == pytest.approx(11 / 12)
+    first = json.loads((truth / "results.jsonl").read_text().splitlines()[0])
+    assert (first["correct"], first["reason"]) == (False, "expected circle>=1, found 0")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--score-only", "x", "-m", "lina-shapes"], "drop --model"),
+        (["--score-only", "x", "-o", "y"], "drop --output"),
+        (["--seed", "1"], "which model?"),
+    ],
+)
+def test_flags_that_do_not_fit(lina, args, message):
+    result = lina("eval", "shapes", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_bare_command_prints_help(lina):
+    result = lina("eval", "shapes")
+    assert "--score-only" in result.output and "lina eval shapes -m lina-shapes" in result.output
+
+
+def test_missing_folder_is_one_line(lina, tmp_path):
+    result = lina("eval", "shapes", "--score-only", tmp_path / "nowhere")
+    assert result.exit_code == 1
+    assert "nowhere: no such folder" in result.output
+
+
+def test_an_output_folder_with_images_is_refused(lina, truth):
+    result = lina("eval", "shapes", "-m", "lina-shapes", "-o", truth)
+    assert result.exit_code == 1
+    assert "already holds generated prompt folders" in result.output and "--score-only" in result.output
+
+
+def test_class_conditional_model_is_refused(lina, tiny_c2i_folder, tmp_path):
+    result = lina("eval", "shapes", "-m", tiny_c2i_folder, "-o", tmp_path / "out", "--device", "cpu")
+    assert result.exit_code == 1
+    assert "is a c2i model" in result.output and not (tmp_path / "out").exists()

@@ -1,0 +1,123 @@
+"""The training loop on the CPU: it learns, it exports a pipeline that generates, SIGTERM checkpoints, and a resumed
+run repeats an uninterrupted one step for step (fp32)."""
+
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models import load_pipeline
+from models.errors import RunFolderError, TrainingConfigError
+from models.network.transformer import LinaTransformer
+from models.train.checkpoint import EMA_NAME, MODEL_NAME, latest_checkpoint
+from models.train.export import export
+from models.train.prepare import BatchOrder, prepare_data
+from models.train.progress import read_log
+from models.train.run import plan_run, start_run
+from models.train.signals import TIME_LIMIT
+from models.train.trainer import Trainer, train
+from tests.models.train.conftest import TINY_RUN
+
+
+def test_training_lowers_the_loss_and_exports_a_pipeline_that_generates(tiny_parts, tmp_path):
+    recipe = {**TINY_RUN, "steps": 80, "lr": 1e-2, "warmup": 5, "batch_size": 8, "dataset_size": 32, "checkpoint_every": 80}
+    result = train(tmp_path / "run", plan_run(recipe, parts=tiny_parts, geometry="tiny"), device="cpu")
+    assert (result.step, result.interrupted_by) == (80, None)
+    log = read_log(tmp_path / "run")
+    assert [line["step"] for line in log] == list(range(1, 81))
+    losses = [line["loss"] for line in log]
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.08
+    assert log[0]["lr"] == pytest.approx(1e-2 * (0.2 + 0.8 * 0.001)) and log[-1]["lr"] == pytest.approx(1e-2)
+    assert all(line["images_per_second"] > 0 and line["mfu"] is None for line in log)
+
+    folder = export(tmp_path / "run", tmp_path / "exported", dtype="fp16")
+    assert load_file(str(folder / "transformer" / "diffusion_pytorch_model.safetensors"))["mask_embed.mask_token"].dtype == torch.float16
+    pipe = load_pipeline(folder, device="cpu")
+    ema = load_file(str(latest_checkpoint(tmp_path / "run") / EMA_NAME))
+    torch.testing.assert_close(pipe.transformer.state_dict()["mask_embed.mask_token"], ema["mask_embed.mask_token"].half().float())
+    output = pipe("a photo of a red circle", seed=0, ar_steps=2, diffusion_steps=2)
+    assert output.images[0].size == (32, 32)
+
+
+def test_sigterm_checkpoints_and_resume_repeats_the_uninterrupted_run(tiny_parts, tmp_path):
+    spec = plan_run(dict(TINY_RUN), parts=tiny_parts, geometry="tiny")
+    whole = train(tmp_path / "whole", spec, device="cpu")
+    assert whole.step == 6
+
+    def terminate_at_first_step(progress):
+        if progress.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal: the handler records it, the loop stops after step 2
+
+    stopped = train(tmp_path / "split", spec, device="cpu", on_log=terminate_at_first_step)
+    assert (stopped.step, stopped.interrupted_by) == (2, "SIGTERM")
+    assert stopped.checkpoint.name == "step-00000002"  # not a --checkpoint-every step: the signal wrote it
+    assert signal.getsignal(signal.SIGTERM) is not None  # handlers restored
+
+    with pytest.raises(RunFolderError, match="already holds a training run"):
+        train(tmp_path / "split", spec, device="cpu")
+    with pytest.raises(TrainingConfigError, match="lr"):
+        train(tmp_path / "split", resume=True, changes={"lr": 1.0}, device="cpu")
+    resumed = train(tmp_path / "split", resume=True, device="cpu")
+    assert resumed.step == 6
+
+    def losses(run):
+        return [(line["step"], line["loss"], line["lr"], line["grad_norm"]) for line in read_log(tmp_path / run)]
+
+    assert losses("split") == losses("whole")  # exactly: same numbers in the same order
+    for name in (MODEL_NAME, EMA_NAME):
+        a = load_file(str(latest_checkpoint(tmp_path / "whole") / name))
+        b = load_file(str(latest_checkpoint(tmp_path / "split") / name))
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+
+
+def test_resume_can_extend_a_run(tiny_parts, tmp_path):
+    spec = plan_run({**TINY_RUN, "steps": 2, "checkpoint_every": 2}, parts=tiny_parts, geometry="tiny")
+    train(tmp_path / "run", spec, device="cpu")
+    result = train(tmp_path / "run", resume=True, changes={"steps": 3}, device="cpu")
+    assert result.step == 3 and [line["step"] for line in read_log(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_batches_walk_seeded_epochs():
+    order = BatchOrder(num_images=5, batch_size=3, seed=7)
+    batches = [order.batch(step).tolist() for step in range(5)]
+    stream = [i for batch in batches for i in batch]
+    assert sorted(stream[:5]) == list(range(5)) and sorted(stream[5:10]) == list(range(5))
+    assert stream[:5] != stream[5:10]  # a new permutation each epoch
+    assert [BatchOrder(5, 3, 7).batch(step).tolist() for step in (4, 0)] == [batches[4], batches[0]]
+    assert BatchOrder(5, 3, 8).batch(0).tolist() != batches[0]
+
+
+@pytest.mark.parametrize("attention", ["linear", "softmax"])
+def test_bf16_autocast_steps_run_as_on_cuda(tiny_parts, tmp_path, attention):
+    # CUDA runs train under bf16 autocast; the CPU's autocast exercises the same dtype paths (float32 attention core,
+    # float32 rows scattered into the bf16 canvas).
+    spec = plan_run({**TINY_RUN, "steps": 2, "dtype": "bf16"}, parts=tiny_parts, geometry="tiny", attention=attention)
+    result = train(tmp_path / "run", spec, device="cpu")
+    assert result.step == 2 and all(torch.isfinite(torch.tensor(line["loss"])) for line in read_log(tmp_path / "run"))
+
+
+def test_a_time_limit_stops_with_a_checkpoint(tiny_parts, tmp_path):
+    result = train(tmp_path / "run", plan_run(dict(TINY_RUN), parts=tiny_parts, geometry="tiny"), device="cpu",
+                   time_limit=0.0)
+    assert (result.step, result.interrupted_by) == (1, TIME_LIMIT)
+    assert result.checkpoint == latest_checkpoint(tmp_path / "run") and result.checkpoint.name == "step-00000001"
+
+
+def test_init_from_starts_at_the_pipeline_weights_with_its_parts(tiny_parts, tmp_path):
+    train(tmp_path / "first", plan_run({**TINY_RUN, "steps": 2}, parts=tiny_parts, geometry="tiny"), device="cpu")
+    pipeline = export(tmp_path / "first", tmp_path / "pipeline", ema=False)
+    with pytest.raises(TrainingConfigError, match="keeps the model's geometry"):
+        plan_run({}, init_from=str(pipeline), geometry="tiny")
+    with pytest.raises(TrainingConfigError, match="is a t2i model of 32 px"):
+        plan_run({"image_size": 64}, init_from=str(pipeline))
+
+    spec = plan_run({"dataset_size": 16, "batch_size": 4}, init_from=str(pipeline))
+    assert spec.recipe.image_size == 32 and spec.components.vae == (pipeline / "vae").resolve()
+    start_run(tmp_path / "tuned", spec)
+    data = prepare_data(tmp_path / "tuned", spec, torch.device("cpu"), builds=True, compute_dtype=torch.float32)
+    trainer = Trainer(tmp_path / "tuned", spec, data, torch.device("cpu"))
+    released = LinaTransformer.from_pretrained(pipeline / "transformer").state_dict()
+    assert all(torch.equal(trainer.model.state_dict()[key], value) for key, value in released.items())
+    assert trainer.model.image_decoder.head.weight.requires_grad and not trainer.model.video_pos_embed.norm.weight.requires_grad
