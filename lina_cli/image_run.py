@@ -50,6 +50,9 @@ class ImageRun:
     cfg: float | None = None
     cfg_min: float | None = None
     options: RunOptions = field(default_factory=RunOptions)
+    # Called on rank 0 once the model has loaded, before any image is made (a benchmark's metadata files), so a
+    # run the model cannot do writes no file.
+    prepare: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ def run_images(run: ImageRun, printer: Printer, context: DistributedContext) -> 
                 device=device, dtype=run.dtype, revision=run.revision, offline=run.offline, cache_dir=run.cache_dir,
                 kernels=run.kernels,
             )
+        if run.prepare is not None and context.is_main:
+            run.prepare()
         if run.seed is None:  # said once the model is there, so a run that fails to load does not announce a seed
             printer.note(f"seed {seed} (random; pass -s {seed} to repeat this run)")
         sampler = pipe.sampling_settings(run.ar_steps, run.diffusion_steps, run.cfg, run.cfg_min)

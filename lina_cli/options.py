@@ -62,6 +62,12 @@ FormatOpt = setting_option("--format", setting="format", metavar="|".join(FORMAT
 SeedOpt = setting_option("-s", "--seed", setting="seed", kind=int)
 DtypeOpt = setting_option("--dtype", setting="dtype", metavar="|".join(DTYPE_CHOICES))
 DeviceOpt = setting_option("--device", setting="device")
+# The sampler and batch options of every command that makes images, named as `lina generate` names them.
+ARStepsOpt = setting_option("--ar-steps", setting="ar_steps", kind=int)
+DiffusionStepsOpt = setting_option("--diffusion-steps", setting="diffusion_steps", kind=int)
+CfgOpt = setting_option("--cfg", setting="cfg", kind=float)
+CfgMinOpt = setting_option("--cfg-min", setting="cfg_min", kind=float)
+BatchSizeOpt = setting_option("-b", "--batch-size", setting="batch_size", kind=int)
 KernelsOpt = setting_option("--kernels", setting="kernels", metavar="|".join(KERNEL_CHOICES))
 STDOUT = "-"  # `--json -` (and `--csv -`) write to stdout instead of a file, and nothing else goes there
 JsonOpt = Annotated[Optional[str], typer.Option(

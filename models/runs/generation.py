@@ -52,6 +52,19 @@ class GenerationEvents(Protocol):
     def image_done(self, result: ImageResult) -> None: ...
 
 
+class NoEvents:
+    """Events nobody watches: for library callers that want the results only."""
+
+    def started(self, to_make: int, finished: int) -> None:
+        pass
+
+    def ar_step(self, done: int, total: int) -> None:
+        pass
+
+    def image_done(self, result: ImageResult) -> None:
+        pass
+
+
 @dataclass
 class RunOptions:
     """How to run, beyond what each image's metadata already says."""

@@ -81,13 +81,16 @@ def test_missing_folder_is_one_line(lina, tmp_path):
     assert "nowhere: no such folder" in result.output
 
 
-def test_an_output_folder_with_images_is_refused(lina, truth):
+def test_an_output_folder_of_another_prompt_set_is_refused(lina, truth):
+    other = json.loads((truth / "00001" / "metadata.jsonl").read_text())
+    (truth / "00000" / "metadata.jsonl").write_text(json.dumps(other))  # folder 0 now holds another prompt
     result = lina("eval", "shapes", "-m", "lina-shapes", "-o", truth)
     assert result.exit_code == 1
-    assert "already holds generated prompt folders" in result.output and "--score-only" in result.output
+    assert "holds prompt folders of another prompt set" in result.output and "--score-only" in result.output
 
 
 def test_class_conditional_model_is_refused(lina, tiny_c2i_folder, tmp_path):
     result = lina("eval", "shapes", "-m", tiny_c2i_folder, "-o", tmp_path / "out", "--device", "cpu")
     assert result.exit_code == 1
-    assert "is a c2i model" in result.output and not (tmp_path / "out").exists()
+    assert "is a c2i model" in result.output
+    assert not [path for path in (tmp_path / "out").rglob("*") if path.is_file()]  # no metadata, no images

@@ -20,8 +20,13 @@ from lina_cli.console import Printer, stderr_console, stdout_console
 from lina_cli.image_run import ImageRun, run_images
 from lina_cli.options import (
     STDOUT,
+    ARStepsOpt,
+    BatchSizeOpt,
     CacheDirOpt,
+    CfgMinOpt,
+    CfgOpt,
     DeviceOpt,
+    DiffusionStepsOpt,
     DtypeOpt,
     JsonOpt,
     KernelsOpt,
@@ -29,7 +34,6 @@ from lina_cli.options import (
     RevisionOpt,
     at_least,
     resolve_device_option,
-    setting_option,
 )
 from lina_cli.settings import resolve_settings
 from models.errors import EvalInputError
@@ -110,11 +114,11 @@ def fid(
     num_per_class: PerClassOpt = PAPER_PER_CLASS,
     seed: SampleSeedOpt = 0,
     samples_dir: SamplesDirOpt = DEFAULT_SAMPLES_DIR,
-    ar_steps: setting_option("--ar-steps", setting="ar_steps", kind=int) = None,
-    diffusion_steps: setting_option("--diffusion-steps", setting="diffusion_steps", kind=int) = None,
-    cfg: setting_option("--cfg", setting="cfg", kind=float) = None,
-    cfg_min: setting_option("--cfg-min", setting="cfg_min", kind=float) = None,
-    batch_size: setting_option("-b", "--batch-size", setting="batch_size", kind=int) = None,
+    ar_steps: ARStepsOpt = None,
+    diffusion_steps: DiffusionStepsOpt = None,
+    cfg: CfgOpt = None,
+    cfg_min: CfgMinOpt = None,
+    batch_size: BatchSizeOpt = None,
     dtype: DtypeOpt = None,
     kernels: KernelsOpt = None,
     revision: RevisionOpt = None,

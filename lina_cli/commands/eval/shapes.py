@@ -5,34 +5,34 @@ The model and the library are imported inside the command, so `lina --help` stay
 """
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from lina_cli.commands.eval.geneval import _print_summary
+from lina_cli.commands.eval.geneval.report import print_summary
 from lina_cli.console import Printer, stdout_console
+from lina_cli.image_run import ImageRun, run_images
 from lina_cli.options import (
     STDOUT,
+    ARStepsOpt,
+    BatchSizeOpt,
     CacheDirOpt,
+    CfgOpt,
     DeviceOpt,
+    DiffusionStepsOpt,
     DtypeOpt,
     JsonOpt,
     KernelsOpt,
     OfflineOpt,
     RevisionOpt,
     at_least,
-    resolve_device_option,
-    setting_option,
 )
-from lina_cli.progress import RunProgress, status
 from lina_cli.settings import resolve_settings
 
 if TYPE_CHECKING:
     from models.eval.geneval.summary import Summary
-    from models.pipeline.pipeline import LinaPipeline
 
 DEFAULT_OUTPUT = Path("eval-shapes")
 
@@ -62,9 +62,6 @@ ImagesOpt = Annotated[int, typer.Option("--images-per-prompt", "-n", callback=at
 SeedOpt = Annotated[int, typer.Option(
     "--seed", "-s", callback=at_least(0), help="seed of the first image; image j of prompt p uses seed + p·n + j"
 )]
-ARStepsOpt = setting_option("--ar-steps", setting="ar_steps", kind=int)
-DiffusionStepsOpt = setting_option("--diffusion-steps", setting="diffusion_steps", kind=int)
-CfgOpt = setting_option("--cfg", setting="cfg", kind=float)
 
 
 def shapes(
@@ -77,6 +74,7 @@ def shapes(
     ar_steps: ARStepsOpt = None,
     diffusion_steps: DiffusionStepsOpt = None,
     cfg: CfgOpt = None,
+    batch_size: BatchSizeOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     kernels: KernelsOpt = None,
@@ -97,45 +95,43 @@ def shapes(
         raise typer.BadParameter("which model? give -m MODEL, or --score-only DIR to score existing images",
                                  param_hint="--model")
 
-    from models.eval.shapes.benchmark import RESULTS_NAME, check_output_folder, evaluate_shapes, score_shapes_folder
+    from models.eval.shapes.benchmark import RESULTS_NAME, score_shapes_folder
 
     if score_only is not None:
         folder = score_only
-        scores = score_shapes_folder(folder)
     else:
         folder = output if output is not None else DEFAULT_OUTPUT
-        check_output_folder(folder)  # before loading: a model can take minutes to load
         given = {"device": device, "dtype": dtype, "kernels": kernels, "revision": revision, "offline": offline,
-                 "cache_dir": cache_dir, "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "cfg": cfg}
+                 "cache_dir": cache_dir, "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "cfg": cfg,
+                 "batch_size": batch_size}
         value = {name: resolved.value for name, resolved in resolve_settings(given, list(given)).items()}
-        pipe = _load(model, value)
-        with _progress_bar() as progress:
-            scores = evaluate_shapes(
-                pipe, folder, images_per_prompt=images_per_prompt, seed=seed, ar_steps=value["ar_steps"],
-                diffusion_steps=value["diffusion_steps"], cfg=value["cfg"], progress=progress,
-            )
-    results = folder / RESULTS_NAME
-    _write_score(scores, results, json_path)
+        if not _generate(model, folder, images_per_prompt, seed, value, json_path == STDOUT):
+            return  # a torchrun rank other than 0: rank 0 scores
+    _write_score(score_shapes_folder(folder), folder / RESULTS_NAME, json_path)
 
 
-def _load(model: str, value: dict[str, Any]) -> "LinaPipeline":
-    """The model, loaded as `lina generate` loads it (same settings, same checks), for text-to-image."""
-    from models.runs.generation import load_checked_pipeline
+def _generate(model: str, folder: Path, per_prompt: int, seed: int, value: dict[str, Any], stdout_reserved: bool) -> bool:
+    """Make (or finish) the prompt set's images in `folder` through the engine of `lina generate`; False on the
+    torchrun ranks that do not score."""
+    from models.data.shapes_prompts import evaluation_prompts
+    from models.eval.geneval.run import geneval_conditions, geneval_paths, write_metadata_files
+    from models.eval.shapes.benchmark import check_output_folder
+    from models.runs.distributed import context_from_env
+    from models.runs.generation import RunOptions
 
-    with status(Printer(), f"loading {model}"):
-        return load_checked_pipeline(
-            model, task="t2i", size=None, class_labels=[], device=resolve_device_option(value["device"]),
-            dtype=value["dtype"], revision=value["revision"], offline=value["offline"] or None,
-            cache_dir=value["cache_dir"], kernels=value["kernels"],
-        )
-
-
-@contextmanager
-def _progress_bar() -> Iterator[Callable[[int, int], None]]:
-    """The images bar of the one progress component; yields its progress(done, total)."""
-    with RunProgress(Printer()) as progress:
-        bar = progress.add("images", total=None, unit="img")
-        yield lambda done, total: progress.update(bar, completed=done, total=total)
+    prompts = evaluation_prompts()
+    check_output_folder(folder, prompts)  # before loading: a model can take minutes to load
+    context = context_from_env()
+    run = ImageRun(
+        model=model, task="t2i", conditions=geneval_conditions([line["prompt"] for line in prompts]),
+        plan_paths=partial(geneval_paths, out_dir=folder, images_per_prompt=per_prompt), seed=seed,
+        num_images=per_prompt, device=value["device"], dtype=value["dtype"], kernels=value["kernels"],
+        revision=value["revision"], offline=value["offline"] or None, cache_dir=value["cache_dir"],
+        ar_steps=value["ar_steps"], diffusion_steps=value["diffusion_steps"], cfg=value["cfg"],
+        options=RunOptions(batch_size=value["batch_size"]), prepare=partial(write_metadata_files, folder, prompts),
+    )
+    printer = Printer(enabled=context.is_main, stdout_reserved=stdout_reserved)
+    return run_images(run, printer, context).results is not None
 
 
 def _write_score(scores: "Summary", results: Path, json_path: str | None) -> None:
@@ -150,4 +146,4 @@ def _write_score(scores: "Summary", results: Path, json_path: str | None) -> Non
 
         text = json.dumps(data, indent=2) + "\n"
         write_atomic(Path(json_path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    _print_summary(scores, None, results, stdout_console())
+    print_summary(scores, None, results, stdout_console())

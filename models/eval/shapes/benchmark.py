@@ -8,7 +8,6 @@ their mean). `write_ground_truth` renders the prompts themselves, which a correc
 """
 
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from models.files import write_atomic
 
 if TYPE_CHECKING:
     from models.pipeline.pipeline import LinaPipeline
+    from models.runs.generation import GenerationEvents
 
 RESULTS_NAME = "results.jsonl"
 DEFAULT_IMAGES_PER_PROMPT = 4
@@ -91,12 +91,14 @@ def evaluate_shapes(
     diffusion_steps: int | None = None,
     cfg: float | None = None,
     prompts: list[dict[str, Any]] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 1,
+    events: "GenerationEvents | None" = None,
 ) -> Summary:
     """Generate the shapes prompt set with a text-to-image pipeline into `out_dir`, then score it.
 
-    Image j of prompt p uses seed `seed + p · images_per_prompt + j`, the same seeds as one call with every
-    prompt.
+    Generation goes through the resumable engine of `lina generate` (`models.eval.geneval.run.generate_geneval`):
+    image j of prompt p uses seed `seed + p · images_per_prompt + j`, and running again finishes an interrupted
+    folder.
 
     Args:
         pipe: a text-to-image pipeline, e.g. `load_pipeline("lina-shapes")`.
@@ -105,49 +107,46 @@ def evaluate_shapes(
         seed: the seed of the first image.
         ar_steps, diffusion_steps, cfg: sampler settings; None takes the model's defaults.
         prompts: GenEval-style metadata to generate; default `evaluation_prompts()`.
-        progress: called as progress(done, total) in images after each prompt.
+        batch_size: images sampled together.
+        events: receives the engine's progress (`models.runs.generation.GenerationEvents`); None: nothing.
 
     Returns:
         GenEval's summary of the images.
 
     Raises:
-        OutputError: `out_dir` already holds prompt folders (see `check_output_folder`).
+        OutputError: `out_dir` holds prompt folders of another prompt set (see `check_output_folder`).
     """
+    from models.eval.geneval.run import generate_geneval
+    from models.runs.generation import NoEvents, RunOptions
+
     out_dir = Path(out_dir)
-    check_output_folder(out_dir)
     prompts = evaluation_prompts() if prompts is None else prompts
-    total = len(prompts) * images_per_prompt
-    for index, metadata in enumerate(prompts):
-        output = pipe(
-            prompts=[metadata["prompt"]],
-            seed=seed + index * images_per_prompt,
-            num_images_per_prompt=images_per_prompt,
-            ar_steps=ar_steps,
-            diffusion_steps=diffusion_steps,
-            cfg=cfg,
-        )
-        write_prompt_metadata(out_dir, index, metadata)
-        for sample, image in enumerate(output.images):
-            _save_png(image, sample_path(out_dir, index, sample))
-        if progress is not None:
-            progress((index + 1) * images_per_prompt, total)
+    check_output_folder(out_dir, prompts)
+    generate_geneval(
+        pipe, prompts, out_dir, settings=pipe.sampling_settings(ar_steps, diffusion_steps, cfg),
+        options=RunOptions(batch_size=batch_size), events=events or NoEvents(),
+        model=pipe.source.name if pipe.source is not None else "pipeline", images_per_prompt=images_per_prompt,
+        seed=seed,
+    )
     return score_shapes_folder(out_dir)
 
 
-def check_output_folder(out_dir: Path) -> None:
-    """Refuse a folder that already holds GenEval prompt folders.
+def check_output_folder(out_dir: Path, prompts: list[dict[str, Any]]) -> None:
+    """Refuse a folder whose prompt folders are not those of `prompts` (same index, same metadata).
 
-    Its images would be scored with the new ones (and an earlier run with more images per prompt would
-    leave extra samples behind), so a run always starts from a new or empty folder.
+    Their images would be scored with the new ones; a folder of the same prompt set is a run to finish.
 
     Raises:
-        OutputError: the folder holds at least one `<index:05d>/` prompt folder.
+        OutputError: a prompt folder beyond the set, or one whose metadata is another prompt's.
     """
-    if Path(out_dir).is_dir() and prompt_folders(Path(out_dir)):
-        raise OutputError(
-            f"{out_dir} already holds generated prompt folders; choose a new or empty folder, "
-            f"or score the images there alone (lina eval shapes --score-only {out_dir})"
-        )
+    if not Path(out_dir).is_dir():
+        return
+    for index, folder in prompt_folders(Path(out_dir)):
+        if index >= len(prompts) or read_prompt_metadata(folder) != prompts[index]:
+            raise OutputError(
+                f"{out_dir} holds prompt folders of another prompt set (first: {folder.name}); choose a new or empty "
+                f"folder, or score the images there alone (lina eval shapes --score-only {out_dir})"
+            )
 
 
 def write_ground_truth(
@@ -163,6 +162,8 @@ def write_ground_truth(
         for sample in range(images_per_prompt):
             rng = random.Random(f"shapes-eval/{seed}/{index}/{sample}")
             _save_png(render_scene(metadata, size, rng), sample_path(out_dir, index, sample))
+
+
 
 
 def _save_png(image: Image.Image, path: Path) -> None:

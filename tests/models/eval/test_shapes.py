@@ -185,12 +185,13 @@ def test_evaluate_shapes_writes_genevals_layout(tiny_t2i_folder, tmp_path):
 
     pipe = load_pipeline(tiny_t2i_folder, device="cpu")
     prompts = [evaluation_prompts()[0], evaluation_prompts()[-1]]
-    seen = []
     summary = evaluate_shapes(
-        pipe, tmp_path, images_per_prompt=2, seed=5, ar_steps=1, diffusion_steps=1, prompts=prompts,
-        progress=lambda done, total: seen.append((done, total)),
+        pipe, tmp_path, images_per_prompt=2, seed=5, ar_steps=1, diffusion_steps=1, prompts=prompts, batch_size=2
     )
-    assert seen == [(2, 4), (4, 4)]
+    finished = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*.png")}
+    again = evaluate_shapes(pipe, tmp_path, images_per_prompt=2, seed=5, ar_steps=1, diffusion_steps=1, prompts=prompts)
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*.png")} == finished  # resumed: nothing remade
+    assert again.overall == summary.overall
     # image j of prompt p has seed 5 + 2p + j: the last image is what one call with that seed makes
     alone = pipe(prompts=[prompts[1]["prompt"]], seed=8, ar_steps=1, diffusion_steps=1).images[0]
     with Image.open(tmp_path / "00001" / "samples" / "00001.png") as saved:
