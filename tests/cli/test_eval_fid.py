@@ -238,6 +238,18 @@ def test_sampling_resumes_and_scores_the_same(sampled_run, data):
     assert json.loads(again.stdout)["fid"] == sampled_run.record["fid"]
 
 
+def test_an_interrupted_sampling_run_resumes_to_the_same_samples(sampled_run, data):
+    """Samples lost to an interruption are made again, byte for byte, and the score is the uninterrupted one's."""
+    lost = sorted(sampled_run.folder.iterdir())[-5:]
+    before = {path.name: path.read_bytes() for path in lost}
+    for path in lost:
+        path.unlink()
+    again = invoke(*sampled_run.args, env=data.env)
+    assert again.exit_code == 0, again.output
+    assert {path.name: path.read_bytes() for path in lost} == before
+    assert json.loads(again.stdout)["fid"] == sampled_run.record["fid"]
+
+
 def test_sampling_refuses_a_folder_with_images_of_another_run(sampled_run, data):
     args = list(sampled_run.args)
     args[args.index("0-3")] = "0-2"  # a smaller run in the same folder would score the other images too

@@ -33,10 +33,25 @@ def reference_path(reference: BuiltinReference) -> Path:
 def fetch_reference(
     reference: BuiltinReference, *, offline: bool = False, progress: ProgressCallback | None = None
 ) -> Path:
-    """The cached file of a built-in reference, downloaded first when missing.
+    """The cached file of a built-in reference, downloaded first when missing (`fetch_to_cache`).
+
+    Raises:
+        ReferenceUnavailableError: offline, no network, or a download whose SHA-256 does not match.
+    """
+    hint = f"or pass the file itself with --ref /path/to/{reference.file_name}"
+    return fetch_to_cache(reference.url, reference_path(reference), reference.sha256, hint, offline=offline,
+                          progress=progress)
+
+
+def fetch_to_cache(
+    url: str, target: Path, sha256: str | None, alternative: str, *, offline: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """`target` in the lina cache, downloaded from `url` first when missing.
 
     Args:
-        reference: one of `constants.BUILTIN_REFERENCES`.
+        url, target, sha256: where from, where to, and the published hash (None: not checked).
+        alternative: the last words of the error that says how to do without the download.
         offline: never use the network (also when `HF_HUB_OFFLINE` is set).
         progress: called as (task, bytes done, bytes total or None) while downloading.
 
@@ -44,28 +59,20 @@ def fetch_reference(
         ReferenceUnavailableError: offline, no network, or a download whose SHA-256 does not match; the
             message names the URL and the path to put the file at.
     """
-    target = reference_path(reference)
     if target.is_file():
         return target
+    manual = (
+        f"Download {url} on a machine with internet access (e.g. `curl -L -O {url}`), then copy it to {target} "
+        f"(the lina cache; set LINA_CACHE to move it), {alternative}"
+    )
     if offline or hub_offline():
-        raise ReferenceUnavailableError(f"{reference.file_name} is not in the lina cache and offline mode is on. "
-                                        + _manual_steps(reference, target))
+        raise ReferenceUnavailableError(f"{target.name} is not in the lina cache and offline mode is on. {manual}")
     try:
-        download_file(reference.url, target, sha256=reference.sha256, progress=progress)
+        download_file(url, target, sha256=sha256, progress=progress)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
-        raise ReferenceUnavailableError(
-            f"could not download {reference.file_name} ({reason}). " + _manual_steps(reference, target)
-        ) from error
+        raise ReferenceUnavailableError(f"could not download {target.name} ({reason}). {manual}") from error
     return target
-
-
-def _manual_steps(reference: BuiltinReference, target: Path) -> str:
-    return (
-        f"Download {reference.url} on a machine with internet access (e.g. `curl -L -O {reference.url}`), "
-        f"then copy it to {target} (the lina cache; set LINA_CACHE to move it), "
-        f"or pass the file itself with --ref /path/to/{reference.file_name}"
-    )
 
 
 def download_file(url: str, target: Path, *, sha256: str | None, progress: ProgressCallback | None = None) -> Path:

@@ -167,7 +167,12 @@ def run(
              "batch_size": batch_size, "overwrite": overwrite, "offline": offline, "cache_dir": cache_dir}
     settings = resolve_settings({k: v for k, v in given.items() if v is not None}, list(given))
     value = {name: resolved.value for name, resolved in settings.items()}
-    metadata_path = metadata if metadata is not None else _cached_metadata()
+    if metadata is not None:
+        metadata_path = metadata
+    else:  # GenEval's prompts from the lina cache, downloaded the first time (`lina download geneval`)
+        from models.eval.downloads import fetch_geneval_metadata
+
+        metadata_path = fetch_geneval_metadata(offline=bool(value["offline"]))
     lines = read_metadata(metadata_path)[:limit]
     prompts = conditioning_prompts(lines, read_rewritten(rewritten) if rewritten is not None else None, rewritten)
     used = PromptsUsed(REWRITTEN if rewritten is not None else ORIGINAL, metadata_path, rewritten)
@@ -238,19 +243,6 @@ def score(
     _report(outcome, json_path)
 
 
-
-
-def _cached_metadata() -> Path:
-    """GenEval's metadata in the lina cache, where `lina download geneval` would put it."""
-    from models.eval.fid.constants import lina_cache_dir
-
-    path = lina_cache_dir() / "geneval" / "evaluation_metadata.jsonl"
-    if not path.is_file():
-        raise typer.BadParameter(
-            f"give GenEval's prompts/evaluation_metadata.jsonl (github.com/djghosh13/geneval), or put it at {path}",
-            param_hint="--metadata",
-        )
-    return path
 
 
 def _check_folder_metadata(jobs: list["ScoringJob"], metadata: Path) -> None:
