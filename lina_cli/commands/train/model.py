@@ -124,6 +124,8 @@ def model(
         message = "what to train with? give --parts DIR (from scratch) or --init-from MODEL"
         raise typer.BadParameter(message, param_hint="--parts")
 
+    from transformers.utils import logging as transformers_logging
+
     from models.runs.distributed import context_from_env
     from models.train.checkpoint import latest_checkpoint
     from models.train.export import export as export_run
@@ -131,6 +133,7 @@ def model(
     from models.train.signals import TIME_LIMIT
     from models.train.trainer import train
 
+    transformers_logging.disable_progress_bar()  # its weight-loading bar would land under ours and in logs
     values = {"format": fmt, "device": device, "offline": offline}
     setting = {name: resolved.value for name, resolved in resolve_settings(values, list(values)).items()}
     context = context_from_env()
