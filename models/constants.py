@@ -11,6 +11,10 @@ SAFETENSORS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 SAFETENSORS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 BIN_WEIGHTS_NAME = "diffusion_pytorch_model.bin"
 
+# An optional `model_index.json` entry of lina's own: the sampler settings a model was made for (a small trained
+# model wants fewer AR steps than the paper's). Official folders have none and take the paper's defaults.
+SAMPLING_DEFAULTS_KEY = "lina_sampling"
+
 TRANSFORMER_FOLDER = "transformer"
 VAE_FOLDER = "vae"
 SCHEDULER_FOLDER = "scheduler"

@@ -6,6 +6,7 @@ components (transformer, VAE, scheduler, and for text-to-image Phi-2 + tokenizer
 `transformer/config.json`, never by the module strings in `model_index.json`.
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from models.constants import (
     CONFIG_NAME,
     MODEL_INDEX_NAME,
     RELEASED_MODELS,
+    SAMPLING_DEFAULTS_KEY,
     SCHEDULER_FOLDER,
     TEXT_ENCODER_FOLDER,
     TOKENIZER_FOLDER,
@@ -25,6 +27,7 @@ from models.constants import (
 )
 from models.errors import (
     CheckpointMismatchError,
+    InvalidConfigError,
     InvalidPromptError,
     MissingComponentError,
 )
@@ -70,9 +73,12 @@ class LinaPipeline:
         scheduler: FlowMatchEulerScheduler,
         text_encoder=None,
         source: ModelSource | None = None,
+        sampling_defaults: SamplingSettings | None = None,
     ):
         self.transformer, self.vae, self.scheduler, self.text_encoder = transformer, vae, scheduler, text_encoder
         self.source = source
+        # The sampler settings this model was made for; None: the paper's for its task (`SAMPLING_DEFAULTS`).
+        self.sampling_defaults = sampling_defaults
         parameter = next(transformer.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         # The head loop is replayed from CUDA graphs on CUDA (bit-identical, far less launch overhead);
@@ -104,7 +110,7 @@ class LinaPipeline:
         self.config.check_size(size)
 
     def default_settings(self) -> SamplingSettings:
-        """The paper's sampler settings for this model's task (`models.network.config.SAMPLING_DEFAULTS`)."""
+        """The model folder's own sampler settings, else the paper's for its task (`SAMPLING_DEFAULTS`)."""
         return self.sampling_settings()
 
     def sampling_settings(
@@ -114,8 +120,8 @@ class LinaPipeline:
         cfg: float | None = None,
         cfg_min: float | None = None,
     ) -> SamplingSettings:
-        """Unset sampler options filled with this task's defaults (`models.sampling.sampler.sampling_settings_for`)."""
-        return sampling_settings_for(self.task, ar_steps, diffusion_steps, cfg, cfg_min)
+        """Unset sampler options filled with this model's defaults (`models.sampling.settings.sampling_settings_for`)."""
+        return sampling_settings_for(self.task, ar_steps, diffusion_steps, cfg, cfg_min, defaults=self.sampling_defaults)
 
     # ----------------------------------------------------------------------------- generation ----
 
@@ -238,6 +244,8 @@ class LinaPipeline:
         if self.text_encoder is not None:
             self.text_encoder.save_pretrained(folder / TEXT_ENCODER_FOLDER, folder / TOKENIZER_FOLDER)
             index |= {TEXT_ENCODER_FOLDER: ["lina", "PhiTextEncoder"], TOKENIZER_FOLDER: ["transformers", "CodeGenTokenizerFast"]}
+        if self.sampling_defaults is not None:
+            index[SAMPLING_DEFAULTS_KEY] = dataclasses.asdict(self.sampling_defaults)
         write_json_atomic(folder / MODEL_INDEX_NAME, index)
 
 
@@ -275,7 +283,8 @@ def load_pipeline(
             cannot do (another task, size or class) fails at once; it raises to refuse.
     """
     path = resolve_model_path(name_or_path, revision=revision, offline=offline, cache_dir=cache_dir)
-    read_json(path / MODEL_INDEX_NAME, "pipeline")  # proves this is a pipeline folder; its module strings are not used
+    # Proves this is a pipeline folder; its module strings are not used, only lina's own sampler entry.
+    sampling_defaults = _sampling_defaults(read_json(path / MODEL_INDEX_NAME, "pipeline"), path)
     if check_config is not None:
         check_config(TransformerConfig.from_dict(read_json(path / TRANSFORMER_FOLDER / CONFIG_NAME, "transformer")))
     device = resolve_device(device)
@@ -311,4 +320,18 @@ def load_pipeline(
     name = str(name_or_path)
     repo_id = repo_id_for(name) if (name in RELEASED_MODELS or not Path(name).expanduser().is_dir()) else None
     source = ModelSource(name=name, path=path, repo_id=repo_id, revision=_snapshot_revision(path))
-    return LinaPipeline(transformer, vae, scheduler, text_encoder, source)
+    return LinaPipeline(transformer, vae, scheduler, text_encoder, source, sampling_defaults)
+
+
+def _sampling_defaults(index: dict, path: Path) -> SamplingSettings | None:
+    """The folder's own sampler settings (`SAMPLING_DEFAULTS_KEY` in model_index.json), or None."""
+    entry = index.get(SAMPLING_DEFAULTS_KEY)
+    if entry is None:
+        return None
+    try:
+        return SamplingSettings(**entry)
+    except (TypeError, ValueError) as error:
+        raise InvalidConfigError(
+            f"{path / MODEL_INDEX_NAME}: {SAMPLING_DEFAULTS_KEY} {entry!r} is not a set of sampler settings "
+            f"(ar_steps, diffusion_steps, cfg, cfg_min): {error}"
+        ) from error

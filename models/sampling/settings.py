@@ -35,13 +35,15 @@ def sampling_settings_for(
     diffusion_steps: int | None = None,
     cfg: float | None = None,
     cfg_min: float | None = None,
+    defaults: SamplingSettings | None = None,
 ) -> SamplingSettings:
     """Fill unset sampler options from the task's paper defaults (`SAMPLING_DEFAULTS`).
 
+    `defaults` replaces the task's paper settings (a model folder's own, `models.constants.SAMPLING_DEFAULTS_KEY`).
     Unset, `cfg_min` is the task's default ramp start when `cfg` is unset too (c2i ramps 1 → 2.4), and
     equals `cfg` (constant guidance) when only `cfg` is given.
     """
-    defaults = SAMPLING_DEFAULTS[task]
+    defaults = SAMPLING_DEFAULTS[task] if defaults is None else defaults
     return SamplingSettings(
         ar_steps=ar_steps or defaults.ar_steps,
         diffusion_steps=diffusion_steps or defaults.diffusion_steps,

@@ -17,11 +17,15 @@ from models.network.vae import AutoencoderKL
 from models.pipeline.devices import DTYPES
 from models.pipeline.pipeline import LinaPipeline
 from models.sampling.scheduler import FlowMatchEulerScheduler
+from models.sampling.settings import sampling_settings_for
 from models.train.checkpoint import latest_checkpoint, load_ema_weights, load_model_weights
 from models.train.run import read_run
 
 
-def export(run_dir: str | Path, out_folder: str | Path, *, dtype: str = "fp32", ema: bool = True) -> Path:
+def export(
+    run_dir: str | Path, out_folder: str | Path, *, dtype: str = "fp32", ema: bool = True,
+    sampling: dict[str, float | int | None] | None = None,
+) -> Path:
     """Write the pipeline folder of a run's latest checkpoint.
 
     Args:
@@ -29,6 +33,8 @@ def export(run_dir: str | Path, out_folder: str | Path, *, dtype: str = "fp32", 
         out_folder: where the pipeline goes; it must be new, empty, or an earlier pipeline folder (overwritten).
         dtype: "fp32", "fp16" or "bf16": the dtype the weight files are stored in (loading casts them).
         ema: export the EMA weights (the authors release EMA weights) rather than the raw ones.
+        sampling: sampler settings the model is made for (`ar_steps`, `diffusion_steps`, `cfg`, `cfg_min`; unset
+            ones take the task's paper defaults), stored in the folder so `lina generate` uses them; None: none.
 
     Raises:
         RunFolderError: the run has no checkpoint yet.
@@ -55,6 +61,10 @@ def export(run_dir: str | Path, out_folder: str | Path, *, dtype: str = "fp32", 
     if spec.transformer.is_text_conditioned:
         text_encoder = PhiTextEncoder.from_pretrained(parts.text_encoder, parts.tokenizer)
         text_encoder.model.to(store)
-    pipeline = LinaPipeline(transformer.to(store), vae.to(store), FlowMatchEulerScheduler(spec.scheduler), text_encoder)
+    defaults = sampling_settings_for(spec.transformer.task, **sampling) if sampling else None
+    pipeline = LinaPipeline(
+        transformer.to(store), vae.to(store), FlowMatchEulerScheduler(spec.scheduler), text_encoder,
+        sampling_defaults=defaults,
+    )
     pipeline.save_pretrained(out_folder)
     return out_folder

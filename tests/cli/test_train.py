@@ -48,8 +48,14 @@ def test_train_export_and_generate(lina, parts, tmp_path):
     assert "trained 6 steps" in resumed.output
     assert [line["step"] for line in read_log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
 
-    exported = lina("train", "export", "run", "exported-ema")
+    exported = lina("train", "export", "run", "exported-ema", "--ar-steps", "3", "--cfg", "2.5")
     assert exported.exit_code == 0 and (tmp_path / "exported-ema" / "model_index.json").is_file()
+    # The sampler settings given to export become the folder's own defaults, which `lina generate` then uses.
+    own = lina("generate", "a photo of a red circle", "-m", tmp_path / "exported-ema", "--diffusion-steps", "2",
+               "--device", "cpu", "-s", "1", "-o", "own.png", "--format", "json")
+    assert own.exit_code == 0, own.output
+    record = json.loads(own.stdout.splitlines()[-1])
+    assert (record["ar_steps"], record["diffusion_steps"], record["cfg"]) == (3, 2, 2.5)
 
 
 @pytest.mark.parametrize(

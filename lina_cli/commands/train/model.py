@@ -22,7 +22,16 @@ from lina_cli.commands.train.common import (
     steps_option,
 )
 from lina_cli.console import Printer
-from lina_cli.options import DeviceOpt, FormatOpt, OfflineOpt, resolve_device_option
+from lina_cli.options import (
+    ARStepsOpt,
+    CfgMinOpt,
+    CfgOpt,
+    DeviceOpt,
+    DiffusionStepsOpt,
+    FormatOpt,
+    OfflineOpt,
+    resolve_device_option,
+)
 from lina_cli.settings import resolve_settings
 from models.train.recipe import DEFAULT_GEOMETRY, PRESETS, TrainRecipe
 
@@ -192,11 +201,21 @@ def export(
     folder: Annotated[Path, typer.Argument(help="Where the pipeline folder goes.", show_default=False)],
     dtype: ExportDtypeOpt = "fp32",
     raw: Annotated[bool, typer.Option("--raw", help="export the raw weights instead of the EMA weights")] = False,
+    ar_steps: ARStepsOpt = None,
+    diffusion_steps: DiffusionStepsOpt = None,
+    cfg: CfgOpt = None,
+    cfg_min: CfgMinOpt = None,
 ) -> None:
-    """Export a training run's latest checkpoint as a pipeline folder that `lina generate -m FOLDER` loads."""
+    """Export a training run's latest checkpoint as a pipeline folder that `lina generate -m FOLDER` loads.
+
+    Sampler options given here are stored in the folder as the model's own defaults (the rest take the task's
+    paper defaults), so `lina generate` and `lina eval` use them without flags.
+    """
     if dtype not in EXPORT_DTYPES:
         raise typer.BadParameter(f"{dtype!r}: expected one of {', '.join(EXPORT_DTYPES)}", param_hint="--dtype")
     from models.train.export import export as export_run
 
-    exported = export_run(run, folder, dtype=dtype, ema=not raw)
+    given = {"ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "cfg": cfg, "cfg_min": cfg_min}
+    sampling = {name: value for name, value in given.items() if value is not None} or None
+    exported = export_run(run, folder, dtype=dtype, ema=not raw, sampling=sampling)
     Printer().line(f"[green]exported[/] {escape(str(exported))}")

@@ -195,3 +195,28 @@ def test_offline_and_not_cached_names_the_download_command(tmp_path, monkeypatch
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(WeightsNotCachedError, match="lina download lina-c2i-256"):
         load_pipeline("lina-c2i-256", offline=True)
+
+
+def test_a_folder_can_carry_its_own_sampler_defaults(c2i, tmp_path):
+    """`lina_sampling` in model_index.json replaces the task's paper defaults; explicit values still win."""
+    import json
+
+    from models.constants import MODEL_INDEX_NAME, SAMPLING_DEFAULTS_KEY
+    from models.errors import InvalidConfigError
+
+    own = SamplingSettings(ar_steps=8, diffusion_steps=5, cfg=3.0)
+    c2i.sampling_defaults = own
+    try:
+        c2i.save_pretrained(tmp_path / "own")
+    finally:
+        c2i.sampling_defaults = None
+    loaded = load_pipeline(tmp_path / "own", device="cpu", dtype="fp32")
+    assert loaded.default_settings() == own
+    assert loaded.sampling_settings(ar_steps=2) == SamplingSettings(ar_steps=2, diffusion_steps=5, cfg=3.0)
+    assert c2i.default_settings().ar_steps == 64  # a folder without the entry keeps the paper's c2i settings
+
+    index = json.loads((tmp_path / "own" / MODEL_INDEX_NAME).read_text())
+    index[SAMPLING_DEFAULTS_KEY] = {"ar_steps": 0, "diffusion_steps": 5, "cfg": 3.0}
+    (tmp_path / "own" / MODEL_INDEX_NAME).write_text(json.dumps(index))
+    with pytest.raises(InvalidConfigError, match="lina_sampling"):
+        load_pipeline(tmp_path / "own", device="cpu")
