@@ -8,12 +8,14 @@ JSON object per line on stdout, `quiet` prints only errors. Colour follows rich'
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from lina_cli.errors import ErrorMessage
+from lina_cli.options import STDOUT
 from lina_cli.progress import RunProgress
 from models.runs.generation import STATUS_SKIPPED, ImageResult
 
@@ -39,6 +41,21 @@ def print_error(error: ErrorMessage) -> None:
     console = stderr_console()
     console.print(f"[bold red]error:[/] {escape(error.message)}")
     console.print(f"[dim]hint:[/] {escape(error.hint)}")
+
+
+def write_json_result(data: dict[str, Any], json_path: str | None) -> bool:
+    """A command's one result as JSON: to stdout for `--json -` (returns True: print nothing else), else to the
+    file, atomically (returns False: the human report follows)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if json_path == STDOUT:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return True
+    if json_path is not None:
+        from models.files import write_atomic
+
+        write_atomic(Path(json_path), lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+    return False
 
 
 def print_json_line(data: dict[str, Any]) -> None:

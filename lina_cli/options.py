@@ -69,10 +69,10 @@ CfgOpt = setting_option("--cfg", setting="cfg", kind=float)
 CfgMinOpt = setting_option("--cfg-min", setting="cfg_min", kind=float)
 BatchSizeOpt = setting_option("-b", "--batch-size", setting="batch_size", kind=int)
 KernelsOpt = setting_option("--kernels", setting="kernels", metavar="|".join(KERNEL_CHOICES))
-STDOUT = "-"  # `--json -` (and `--csv -`) write to stdout instead of a file, and nothing else goes there
 JsonOpt = Annotated[Optional[str], typer.Option(
     "--json", metavar="FILE|-", help="write the result as JSON to FILE ('-' = stdout, and no table)"
 )]
+STDOUT = "-"  # `--json -` (and `--csv -`) write to stdout instead of a file, and nothing else goes there
 ImagePathArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A PNG written by `lina generate`.")
 ]

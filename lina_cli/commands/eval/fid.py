@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from lina_cli.console import Printer, stderr_console, stdout_console
+from lina_cli.console import Printer, stderr_console, stdout_console, write_json_result
 from lina_cli.image_run import ImageRun, run_images
 from lina_cli.options import (
     STDOUT,
@@ -169,15 +169,8 @@ def fid(
     result = _score(samples, ref, inception_weights, target, feature_batch_size, resize, kid, offline, generation)
     if save_npz is not None:
         _pack(samples, save_npz, result.protocol["image_size"], resize)
-    if json_path == STDOUT:
-        typer.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
-        return
-    if json_path is not None:
-        from models.files import write_atomic
-
-        text = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
-        write_atomic(Path(json_path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    _print_result(result, ref, stdout_console())
+    if not write_json_result(result.to_json(), json_path):
+        _print_result(result, ref, stdout_console())
 
 
 def _generate_samples(

@@ -4,7 +4,6 @@ Thin command: parse, check that the flags fit together, call `models.eval.shapes
 The model and the library are imported inside the command, so `lina --help` stays fast.
 """
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from lina_cli.commands.eval.geneval.report import print_summary
-from lina_cli.console import Printer, stdout_console
+from lina_cli.console import Printer, stdout_console, write_json_result
 from lina_cli.image_run import ImageRun, run_images
 from lina_cli.options import (
     STDOUT,
@@ -138,12 +137,6 @@ def _write_score(scores: "Summary", results: Path, json_path: str | None) -> Non
     from models.eval.geneval.summary import score_json
 
     data = score_json(scores) | {"results": str(results)}
-    if json_path == STDOUT:
-        typer.echo(json.dumps(data, indent=2))
+    if write_json_result(data, json_path):
         return
-    if json_path is not None:
-        from models.files import write_atomic
-
-        text = json.dumps(data, indent=2) + "\n"
-        write_atomic(Path(json_path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print_summary(scores, None, results, stdout_console())

@@ -1,7 +1,6 @@
 """`lina eval geneval run` (generate GenEval's images with a LINA model, then score them) and `score` (score an
 existing GenEval folder made by any tool)."""
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -9,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from lina_cli.commands.eval.geneval.report import print_summary
-from lina_cli.console import HUMAN, QUIET, Printer, stdout_console
+from lina_cli.console import Printer, stdout_console, write_json_result
 from lina_cli.options import (
     STDOUT,
     ARStepsOpt,
@@ -188,7 +187,7 @@ def run(
         prepare=partial(write_metadata_files, output, lines),
     )
     context = context_from_env()
-    printer = Printer(QUIET if json_path == STDOUT else HUMAN, enabled=context.is_main)
+    printer = Printer(enabled=context.is_main, stdout_reserved=json_path == STDOUT)
     printer.note(f"{len(lines)} prompts x {images_per_prompt} images into {output}, seed {image_run.seed}, "
                  f"conditioned on the {used.conditioning} prompts")
     outcome = run_images(image_run, printer, context)
@@ -231,7 +230,7 @@ def score(
     _check_backend(detector)
     _check_json(json_path)
     settings = resolve_settings({"device": device, "offline": offline}, ["device", "offline"])
-    printer = Printer(QUIET if json_path == STDOUT else HUMAN)
+    printer = Printer(stdout_reserved=json_path == STDOUT)
     jobs = scoring_jobs(folder)
     if metadata is not None:
         _check_folder_metadata(jobs, metadata)
@@ -280,15 +279,8 @@ def _score(
 
 def _report(score: "GenEvalScore", json_path: str | None) -> None:
     """The score as a table and the protocol under it, or as JSON on stdout or in a file."""
-    data = score.to_json()
-    if json_path == STDOUT:
-        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    if write_json_result(score.to_json(), json_path):
         return
-    if json_path is not None:
-        from models.files import write_atomic
-
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-        write_atomic(Path(json_path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     console = stdout_console()
     print_summary(score.summary, None, score.results, console)
     protocol = score.protocol

@@ -1,15 +1,13 @@
 """`lina eval geneval summary`: score any GenEval `results.jsonl`, and re-check its verdicts."""
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lina_cli.commands.eval.geneval.report import print_summary
-from lina_cli.console import stdout_console
+from lina_cli.console import stdout_console, write_json_result
 from lina_cli.options import (
-    STDOUT,
     JsonOpt,
 )
 
@@ -53,14 +51,7 @@ def summary(results: ResultsArg, verify: VerifyOpt = False, json_path: JsonOpt =
     scores = summarize(lines)
     report = verify_lines(lines) if verify else None
     data = score_json(scores, report)
-    if json_path == STDOUT:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        if json_path is not None:
-            from models.files import write_atomic
-
-            text = json.dumps(data, indent=2) + "\n"
-            write_atomic(Path(json_path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    if not write_json_result(data, json_path):
         print_summary(scores, report, results, stdout_console())
     if report is not None and report.disagreements:
         raise typer.Exit(1)
