@@ -66,13 +66,19 @@ class FlowTrainingSchedule:
         self.timesteps = self.sigmas * steps
         self.num_steps = steps
 
-    def sample(self, normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """σ and t of each standard-normal draw n: index ⌊T·sigmoid(n)⌋ into the table (logit-normal in σ)."""
+    def index(self, normals: torch.Tensor) -> torch.Tensor:
+        """The table index ⌊T·sigmoid(n)⌋ of each standard-normal draw n (logit-normal in σ); moves the table to
+        the draws' device."""
         index = normals.float().sigmoid().mul(self.num_steps).to(torch.int64)
         # sigmoid rounds to exactly 1.0 only for n > 16.6, beyond any normal draw; keep the index in the table anyway
         index = index.clamp_(max=self.num_steps - 1)
         if self.sigmas.device != index.device:
             self.sigmas, self.timesteps = self.sigmas.to(index.device), self.timesteps.to(index.device)
+        return index
+
+    def sample(self, normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """σ and t of each standard-normal draw n."""
+        index = self.index(normals)
         return self.sigmas[index], self.timesteps[index]
 
 
@@ -185,16 +191,19 @@ def training_loss(
     known = noise.order.argsort(dim=1)[:, : known_count(noise.mask_ratio, tokens)]  # [B, n]
     mask = torch.ones(batch, tokens, 1, dtype=compute_dtype, device=x0.device).scatter_(1, known.unsqueeze(-1), 0)
     embedded = transformer.embed_canvas(x0, mask, transformer.image_positions(x0.device, compute_dtype))  # [B, L, D]
-    z = transformer.image_encoder(embedded, context, known).repeat(repeat, 1, 1)  # [R·B, L, D]
+    z = transformer.image_encoder(embedded, context, known)  # [B, L, D]
 
     target = patchify(x0, config.patch_size).repeat(repeat, 1, 1)  # [R·B, L, p²C]
     eps = noise.noise.flatten(0, 1)  # [R·B, L, p²C]
-    sigma, t = schedule.sample(noise.timestep.flatten(0, 1))  # [R·B, L] each
-    sigma = sigma.unsqueeze(-1)
+    index = schedule.index(noise.timestep.flatten(0, 1))  # [R·B, L]
+    sigma = schedule.sigmas[index].unsqueeze(-1)
     noisy = sigma * eps + (1 - sigma) * target
     head = transformer.image_decoder
-    # Each token has its own t, so the time embedding is per token: [R·B, L, W] added to condition_proj(z).
-    cond = head.time_cond_embed.condition_proj(z) + head.time_cond_embed.time_embedding(t)
+    # Each token has its own t, so the time embedding is per token: [R·B, L, W], added to condition_proj(z). Both
+    # are computed on fewer rows and then spread: t is one of the table's T values, so the table is embedded once
+    # and each token takes its row; condition_proj(z) is the same for every repeat, so it is projected once.
+    time = head.time_cond_embed.time_embedding(schedule.timesteps)[index]  # [R·B, L, W]
+    cond = head.time_cond_embed.condition_proj(z).repeat(repeat, 1, 1) + time
     velocity = head.velocity(noisy, cond)  # [R·B, L, p²C]
     mse = (velocity.float() - (eps - target).float()).square().mean(dim=-1)  # [R·B, L]
     weight = mask.squeeze(-1).float().repeat(repeat, 1)  # 1 on the tokens to predict

@@ -22,6 +22,7 @@ from models.network.transformer import LinaTransformer
 from models.pipeline.devices import resolve_device
 from models.runs.distributed import DistributedContext, context_from_env, init_process_group, shutdown
 from models.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from models.train.compile import compile_blocks_
 from models.train.init_weights import new_transformer, prepare_for_training_
 from models.train.objective import FlowTrainingSchedule, StepNoise, TrainingObjective, compute_dtype
 from models.train.optim import ModelEMA, build_optimizer, build_scheduler, gradient_norm
@@ -56,6 +57,8 @@ class Trainer:
         data: TrainingData,
         device: torch.device,
         context: DistributedContext | None = None,
+        *,
+        compile_blocks: bool = False,
     ):
         recipe, config = spec.recipe, spec.transformer
         context = context or DistributedContext()
@@ -89,6 +92,8 @@ class Trainer:
             self._restore(checkpoint.state)
             self.ema.model.load_state_dict(checkpoint.ema)
             self.step = checkpoint.step
+        if compile_blocks:  # after the EMA's copy, which stays eager: it is only ever read for its weights
+            compile_blocks_(self.model)
         self.step_lr = self.lr  # the learning rate of the last step taken (`train_step`)
 
         objective = TrainingObjective(
@@ -236,6 +241,7 @@ def train(
     on_setup: Callable[[str, int, int], None] | None = None,
     on_log: Callable[[TrainProgress], None] | None = None,
     time_limit: float | None = None,
+    compile_blocks: bool = False,
 ) -> TrainResult:
     """Start (`spec`) or resume (`resume=True`) the run in `run_dir` and train it to its step count.
 
@@ -252,6 +258,8 @@ def train(
         on_log: called with each log interval's `TrainProgress` (main process).
         time_limit: stop (with a checkpoint) after this many seconds of training; the result's `interrupted_by`
             is then `models.train.signals.TIME_LIMIT`.
+        compile_blocks: `torch.compile` the transformer and head blocks (`models.train.compile`); not part of the
+            recipe, so a run may be resumed with or without it.
 
     Raises:
         RunFolderError: starting in a folder that holds a run, or resuming one that holds none (no run.json).
@@ -277,7 +285,7 @@ def train(
     )
     init_process_group(context, device.type)
     try:
-        trainer = Trainer(run_dir, spec, data, device, context)
+        trainer = Trainer(run_dir, spec, data, device, context, compile_blocks=compile_blocks)
         return trainer.run(on_log, time_limit)
     finally:
         shutdown(context)

@@ -73,6 +73,9 @@ CheckpointOpt = option(int, "--checkpoint-every", min=1, help=f"steps between ch
 LogEveryOpt = option(int, "--log-every", min=1, help=f"steps between log lines [default: {DEFAULTS.log_every}]")
 TimeLimitOpt = option(float, "--time-limit", metavar="MINUTES", min=0.0,
                       help="stop after this many minutes of training (with a checkpoint; --export still runs)")
+CompileOpt = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile each block: faster steps for small models on a GPU, after a minute of compiling"
+)]
 ExportOpt = option(Path, "--export", metavar="FOLDER", help="when the run finishes, export it as a pipeline folder here")
 ExportDtypeOpt = Annotated[str, typer.Option(
     "--export-dtype", metavar="|".join(EXPORT_DTYPES), help="dtype of the exported weight files (fp16 halves them)"
@@ -104,6 +107,7 @@ def model(
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
     time_limit: TimeLimitOpt = None,
+    compile_blocks: CompileOpt = False,
     export_folder: ExportOpt = None,
     export_dtype: ExportDtypeOpt = "fp32",
     offline: OfflineOpt = None,
@@ -168,7 +172,8 @@ def model(
     with TrainingBars(printer, first_step) as bars:
         seconds = None if time_limit is None else 60 * time_limit
         result = train(out, spec, resume=resume, changes=given, device=target, workers=workers,
-                       on_setup=bars.setup, on_log=bars.log, time_limit=seconds)
+                       on_setup=bars.setup, on_log=bars.log, time_limit=seconds,
+                       compile_blocks=compile_blocks)
     if result.interrupted_by == TIME_LIMIT:
         where = escape(str(result.checkpoint))
         printer.line(f"[yellow]time limit[/]: stopped at step {result.step}/{result.steps} → {where}")
