@@ -43,6 +43,12 @@ RELEASED_MODELS = {
     "lina-c2i-256": {"repo_id": "techmonsterwang/LINA-c2i-d48w1536-marvae", "task": "c2i", "resolution": 256},
 }
 DEFAULT_MODEL = "lina-t2i-1024"
+# Models that ship inside the package (`models/bundled/<folder>`): they load offline, with no download.
+BUNDLED_MODELS = {
+    "lina-shapes": {"folder": "lina-shapes", "task": "t2i", "resolution": 128},
+}
+# Every alias's task and resolution, released or bundled.
+MODEL_CARDS = {**RELEASED_MODELS, **BUNDLED_MODELS}
 
 # Which implementation of the model's ops runs (`models.ops`): "auto" picks the fused Triton kernels on CUDA
 # (when Triton imports) and the plain-PyTorch references elsewhere.

@@ -12,7 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first. A module of layer i may import modules of layers 0..i.
 LAYERS = [
-    ("models.constants", "models.errors", "models.files", "models.version"),
+    ("models.constants", "models.errors", "models.files", "models.version", "models.bundled"),
     ("models.ops",),
     ("models.network",),
     ("models.sampling",),

@@ -23,7 +23,7 @@ DOWNLOAD_EXAMPLES = [
 def download(
     model: Annotated[str, typer.Argument(
         help="Released alias (lina-t2i-1024, lina-t2i-512, lina-c2i-256), hub repo id, or an evaluation file: "
-             "imagenet-ref, imagenet-512-ref, geneval."
+             "imagenet-ref, imagenet-512-ref, geneval. lina-shapes ships with lina and needs no download."
     )],
     revision: RevisionOpt = None,
     include: Annotated[
@@ -41,6 +41,8 @@ def download(
     Evaluation files (ADM's reference batches, GenEval's prompts) go into the lina cache (LINA_CACHE, else
     ~/.cache/lina), resumable and SHA-256 checked where a hash is published; the evaluations fetch them on first use too.
     """
+    from models.bundled import bundled_model_path
+    from models.constants import BUNDLED_MODELS
     from models.eval.downloads import EVAL_DOWNLOADS
     from models.pipeline.hub import download_model
 
@@ -49,6 +51,12 @@ def download(
         ["revision", "cache_dir", "offline", "format"],
     )
     printer = Printer(settings["format"].value)
+    if model in BUNDLED_MODELS:
+        path = bundled_model_path(model)
+        printer.json({"model": model, "bundled": True, "path": str(path)})
+        printer.line(f"[bold]{escape(model)}[/] ships with lina: nothing to download")
+        printer.line(escape(str(path)))
+        return
     if model in EVAL_DOWNLOADS:
         path = EVAL_DOWNLOADS[model].fetch(offline=bool(settings["offline"].value))
         printer.json({"name": model, "path": str(path)})

@@ -26,7 +26,7 @@ from lina_cli.options import (
     setting_option,
 )
 from lina_cli.settings import SOURCE_CLI, Resolved, resolve_settings
-from models.constants import RELEASED_MODELS
+from models.constants import MODEL_CARDS, RELEASED_MODELS
 from models.errors import InvalidPromptError, UnsupportedSizeError
 from models.pipeline.requests import Condition
 from models.runs.conditions import gather_conditions
@@ -163,7 +163,7 @@ def _pick_model(model: Resolved, task: str, size: int | None) -> str:
                 f"no released {task} model makes {size}px images; released sizes: {', '.join(map(str, sizes))}"
             )
         return alias
-    card = RELEASED_MODELS.get(model.value)
+    card = MODEL_CARDS.get(model.value)
     if card is not None and size is not None and size != card["resolution"]:
         other = released_alias(card["task"], size)
         suggestion = f"; {other} does" if other else ""

@@ -1,4 +1,6 @@
-"""`lina models`: the released checkpoints, their task and resolution, and what the local cache holds."""
+"""`lina models`: the released checkpoints and the bundled models, their task and resolution, and what is local."""
+
+import json
 
 from rich.markup import escape
 from rich.table import Table
@@ -6,30 +8,36 @@ from rich.table import Table
 from lina_cli.console import Printer
 from lina_cli.options import CacheDirOpt, FormatOpt
 from lina_cli.settings import resolve_settings
-from models.constants import RELEASED_MODELS
+from models.constants import BUNDLED_MODELS, CONFIG_NAME, RELEASED_MODELS, TRANSFORMER_FOLDER
 from models.runs.metadata import REVISION_SHOWN
 
 MODELS_EXAMPLES = ["lina models", "lina models --format json", "HF_HUB_CACHE=/data/hub lina models"]
 BILLION = 1e9  # parameters and bytes are shown in billions (B, GB)
 
 
-def _transformer_parameters(task: str, resolution: int) -> int:
-    """Exact parameter count of a released transformer, built on the meta device (no memory, no download)."""
+def _transformer_parameters(config) -> int:
+    """Exact parameter count of a transformer config, built on the meta device (no memory, no download)."""
     import torch
 
-    from models.network.config import released_transformer_config
     from models.network.transformer import LinaTransformer
 
     with torch.device("meta"):
-        transformer = LinaTransformer(released_transformer_config(task, resolution))
+        transformer = LinaTransformer(config)
     return sum(parameter.numel() for parameter in transformer.parameters())
+
+
+def _parameters_shown(parameters: int) -> str:
+    return f"{parameters / BILLION:.2f}B params" if parameters >= BILLION / 100 else f"{parameters / 1e6:.1f}M params"
 
 
 def models(cache_dir: CacheDirOpt = None, format: FormatOpt = None) -> None:
     """List the model aliases with task, resolution, transformer size and the revisions in the local cache.
 
-    Text-to-image models also load the Phi-2 text encoder (2.7B parameters) from the same repo.
+    Released text-to-image models also load the Phi-2 text encoder (2.7B parameters) from the same repo.
+    Bundled models ship inside the package and run offline.
     """
+    from models.bundled import bundled_model_path
+    from models.network.config import TransformerConfig, released_transformer_config
     from models.pipeline.hub import cached_revisions
 
     settings = resolve_settings({"cache_dir": cache_dir, "format": format}, ["cache_dir", "format"])
@@ -37,7 +45,7 @@ def models(cache_dir: CacheDirOpt = None, format: FormatOpt = None) -> None:
     table = Table("alias", "task", "resolution", "transformer", "repo", "cached", box=None, pad_edge=False)
     for alias, card in RELEASED_MODELS.items():
         revisions = cached_revisions(alias, settings["cache_dir"].value)
-        parameters = _transformer_parameters(card["task"], card["resolution"])
+        parameters = _transformer_parameters(released_transformer_config(card["task"], card["resolution"]))
         printer.json(
             {
                 "alias": alias,
@@ -57,8 +65,20 @@ def models(cache_dir: CacheDirOpt = None, format: FormatOpt = None) -> None:
             for r in revisions
         )
         table.add_row(
-            alias, card["task"], f"{card['resolution']}px", f"{parameters / BILLION:.2f}B params", escape(card["repo_id"]),
+            alias, card["task"], f"{card['resolution']}px", _parameters_shown(parameters), escape(card["repo_id"]),
             escape(cached) if cached else "[dim]not cached[/]",
+        )
+    for alias, card in BUNDLED_MODELS.items():
+        folder = bundled_model_path(alias)
+        config = TransformerConfig.from_dict(json.loads((folder / TRANSFORMER_FOLDER / CONFIG_NAME).read_text("utf-8")))
+        parameters = _transformer_parameters(config)
+        printer.json(
+            {"alias": alias, "task": card["task"], "resolution": card["resolution"], "parameters": parameters,
+             "bundled": True, "path": str(folder)}
+        )
+        table.add_row(
+            alias, card["task"], f"{card['resolution']}px", _parameters_shown(parameters), "bundled with lina",
+            "[green]in the package (offline)[/]",
         )
     if printer.human:
         printer.out.print(table)

@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.constants import RELEASED_MODELS, hub_offline
+from models.bundled import bundled_model_path
+from models.constants import BUNDLED_MODELS, RELEASED_MODELS, hub_offline
 from models.errors import ModelNotFoundError, WeightsNotCachedError
 
 
@@ -154,11 +155,12 @@ def resolve_model_path(
     offline: bool | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """Return the local folder of a model: an existing directory, or a hub snapshot in the HF cache
-    (`models.pipeline.hub.download_model`, which fetches what is missing unless offline).
+    """Return the local folder of a model: an existing directory, a model bundled with the package, or a hub
+    snapshot in the HF cache (`models.pipeline.hub.download_model`, which fetches what is missing unless offline).
 
     Args:
-        name_or_path: a folder, a released alias (`lina-t2i-1024`) or a hub repo id (`owner/name`).
+        name_or_path: a folder, a bundled alias (`lina-shapes`), a released alias (`lina-t2i-1024`) or a hub
+            repo id (`owner/name`).
         revision: branch, tag or commit of a hub repo; None for the default branch.
         offline: only use the local cache; None reads `HF_HUB_OFFLINE`.
         cache_dir: Hugging Face hub cache; None uses `HF_HUB_CACHE` / `HF_HOME`.
@@ -170,10 +172,12 @@ def resolve_model_path(
     if path.is_dir():
         return path
     name = str(name_or_path)
+    if name in BUNDLED_MODELS:
+        return bundled_model_path(name)
     repo_id = repo_id_for(name)
     if repo_id.count("/") != 1 or path.exists():
         raise ModelNotFoundError(
             f"model {name!r} is neither a folder nor a hub repo id; use a folder path, an owner/name repo id "
-            f"or one of {sorted(RELEASED_MODELS)}"
+            f"or one of {sorted(RELEASED_MODELS) + sorted(BUNDLED_MODELS)}"
         )
     return download_model(name, revision=revision, cache_dir=cache_dir, offline=offline).path

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from models.constants import (
+    BUNDLED_MODELS,
     CONFIG_NAME,
     MODEL_INDEX_NAME,
     RELEASED_MODELS,
@@ -318,7 +319,8 @@ def load_pipeline(
         text_encoder = PhiTextEncoder.from_pretrained(path / TEXT_ENCODER_FOLDER, path / TOKENIZER_FOLDER, device=device, dtype=dtype)
 
     name = str(name_or_path)
-    repo_id = repo_id_for(name) if (name in RELEASED_MODELS or not Path(name).expanduser().is_dir()) else None
+    local = name in BUNDLED_MODELS or Path(name).expanduser().is_dir()
+    repo_id = repo_id_for(name) if (name in RELEASED_MODELS or not local) else None
     source = ModelSource(name=name, path=path, repo_id=repo_id, revision=_snapshot_revision(path))
     return LinaPipeline(transformer, vae, scheduler, text_encoder, source, sampling_defaults)
 

@@ -108,7 +108,9 @@ class Trainer:
             )
         self.objective = objective
         self.flops_per_image = training_flops_per_image(config, recipe.loss_repeat)
-        self.peak = peak_flops(device, self.compute_dtype)
+        peak = peak_flops(device, self.compute_dtype)
+        # images/s counts the whole global batch, so the peak is that of all the processes' GPUs together
+        self.peak = None if peak is None else peak * context.world_size
 
     # ------------------------------------------------------------------------------------- one step ----
 
