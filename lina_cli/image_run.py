@@ -42,6 +42,7 @@ class ImageRun:
     device: str | None = None
     dtype: str = "auto"
     kernels: str = "auto"
+    offload_text_encoder: bool = False  # on a GPU, the text encoder waits in CPU memory between batches
     revision: str | None = None
     offline: bool | None = None
     cache_dir: str | None = None
@@ -95,7 +96,7 @@ def run_images(run: ImageRun, printer: Printer, context: DistributedContext) -> 
                 run.model, task=run.task, size=run.size,
                 class_labels=[c.class_label for c in run.conditions if c.class_label is not None],
                 device=device, dtype=run.dtype, revision=run.revision, offline=run.offline, cache_dir=run.cache_dir,
-                kernels=run.kernels,
+                kernels=run.kernels, offload_text_encoder=run.offload_text_encoder,
             )
         if run.prepare is not None and context.is_main:
             run.prepare()

@@ -76,6 +76,11 @@ def generate(
     dtype: DtypeOpt = None,
     kernels: KernelsOpt = None,
     device: DeviceOpt = None,
+    offload_text_encoder: Annotated[bool, typer.Option(
+        "--offload-text-encoder",
+        help="On a GPU, keep the text encoder in CPU memory and copy it in only while prompts are encoded: a lower "
+             "peak (1024 px: 7.6 instead of 9.8 GiB), about 1 s more per batch and a slower first image.",
+    )] = False,
     batch_size: BatchSizeOpt = None,
     output: setting_option("-o", "--output", setting="output") = None,
     overwrite: setting_option("--overwrite", setting="overwrite", kind=bool) = None,
@@ -126,8 +131,8 @@ def generate(
     run = ImageRun(
         model=model_name, task=task, conditions=conditions, plan_paths=partial(plan_outputs, value["output"]),
         seed=value["seed"], num_images=value["num_images"], negative_prompt=negative_prompt, size=value["size"],
-        device=value["device"], dtype=value["dtype"], kernels=value["kernels"], revision=value["revision"],
-        offline=value["offline"] or None, cache_dir=value["cache_dir"], ar_steps=value["ar_steps"],
+        device=value["device"], dtype=value["dtype"], kernels=value["kernels"], offload_text_encoder=offload_text_encoder,
+        revision=value["revision"], offline=value["offline"] or None, cache_dir=value["cache_dir"], ar_steps=value["ar_steps"],
         diffusion_steps=value["diffusion_steps"], cfg=value["cfg"], cfg_min=value["cfg_min"],
         options=RunOptions(batch_size=value["batch_size"], save_latents=value["save_latents"], overwrite=value["overwrite"]),
     )

@@ -6,6 +6,7 @@ possibly sharded, `.safetensors` or `.bin`); `tokenizer/` holds `CodeGenTokenize
 decoder body's `last_hidden_state`, so the model is a `PhiModel` and the `lm_head` is dropped on load.
 """
 
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -44,11 +45,24 @@ class PhiTextEncoder:
     Args:
         model: the Phi decoder body (its output is taken after `final_layernorm`).
         tokenizer: the matching `CodeGenTokenizerFast`.
+        device: where prompts are encoded and features returned; None: where the weights are.
+        offload: the weights rest where they are (the CPU) and each `encode` runs on a copy of them on `device`
+            that is freed when it returns, so the text encoder holds no memory on `device` while images are
+            sampled (Phi-2 is 5 GiB in bf16, more than the 1024-px transformer).
     """
 
-    def __init__(self, model: PhiModel, tokenizer: CodeGenTokenizerFast) -> None:
+    def __init__(
+        self,
+        model: PhiModel,
+        tokenizer: CodeGenTokenizerFast,
+        *,
+        device: torch.device | str | None = None,
+        offload: bool = False,
+    ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
+        self.device = self.weights_device if device is None else torch.device(device)
+        self.offload = offload
 
     @property
     def hidden_size(self) -> int:
@@ -56,7 +70,7 @@ class PhiTextEncoder:
         return self.model.config.hidden_size
 
     @property
-    def device(self) -> torch.device:
+    def weights_device(self) -> torch.device:
         return self.model.embed_tokens.weight.device
 
     @property
@@ -73,13 +87,15 @@ class PhiTextEncoder:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        offload: bool = False,
     ) -> "PhiTextEncoder":
         """Load the Phi body and its tokenizer from the two folders of a pipeline; no remote code is run.
 
         Args:
             text_encoder_folder: `config.json` + `PhiForCausalLM` (or `PhiModel`) weights, single or sharded.
             tokenizer_folder: `tokenizer.json`, or `vocab.json` + `merges.txt`.
-            device, dtype: where the weights go.
+            device, dtype: where prompts are encoded, and the weights' dtype.
+            offload: keep the weights on the CPU and copy them to `device` for each `encode` only.
 
         Raises:
             MissingComponentError: a folder, the config, the weights or the tokenizer files are missing.
@@ -115,7 +131,8 @@ class PhiTextEncoder:
                 f"{text_encoder_folder} does not fit its config.json ({config.num_hidden_layers} layers, hidden "
                 f"{config.hidden_size}): {'; '.join(problems)}"
             )
-        return cls(model.to(device), _load_tokenizer(tokenizer_folder))
+        home = "cpu" if offload else device
+        return cls(model.to(home), _load_tokenizer(tokenizer_folder), device=device, offload=offload)
 
     # ---------------------------------------------------------------------------------- encoding ----
 
@@ -152,10 +169,19 @@ class PhiTextEncoder:
         batch = torch.full((len(encoded), longest), PAD_TOKEN_ID, dtype=torch.long)  # [b, L]
         for row, i in enumerate(encoded):
             batch[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
-        hidden = self.model(input_ids=batch.to(self.device), use_cache=False).last_hidden_state  # [b, L, hidden]
+        hidden = self._last_hidden_state(batch.to(self.device))  # [b, L, hidden]
         for row, i in enumerate(encoded):
             features[i] = hidden[row, : len(token_ids[i])]  # [n_i, hidden]
         return features
+
+    def _last_hidden_state(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if not self.offload:
+            return self.model(input_ids=input_ids, use_cache=False).last_hidden_state
+        # The weights' copy lives only for this call; afterwards its memory is back in the device's allocator.
+        tensors = itertools.chain(self.model.named_parameters(), self.model.named_buffers())
+        weights = {name: tensor.to(self.device, non_blocking=True) for name, tensor in tensors}
+        output = torch.func.functional_call(self.model, weights, (), {"input_ids": input_ids, "use_cache": False})
+        return output.last_hidden_state
 
     # ----------------------------------------------------------------------------------- saving ----
 

@@ -86,6 +86,7 @@ def load_checked_pipeline(
     offline: bool | None,
     cache_dir: str | None = None,
     kernels: str = "auto",
+    offload_text_encoder: bool = False,
 ) -> "LinaPipeline":
     """`models.load_pipeline`, refusing before any weight is read a run the model cannot do: another task, a
     `--size` it does not make, class ids it does not know.
@@ -107,7 +108,7 @@ def load_checked_pipeline(
 
     return load_pipeline(
         model, device=device, dtype=dtype, revision=revision, offline=offline, cache_dir=cache_dir, kernels=kernels,
-        check_config=check,
+        check_config=check, offload_text_encoder=offload_text_encoder,
     )
 
 

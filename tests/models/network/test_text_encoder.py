@@ -113,6 +113,28 @@ def test_dtype_and_device_follow_the_model(tiny_folders, encoder, assert_close):
     assert_close(features, encoder.encode([PROMPTS[0]], MAX_TOKENS)[0], torch.bfloat16)
 
 
+def test_an_offloaded_encoder_gives_the_same_features_from_a_copy_of_its_weights(tiny_folders, encoder):
+    offloaded = PhiTextEncoder.from_pretrained(*tiny_folders, device="cpu", offload=True)
+    assert offloaded.offload and offloaded.weights_device == torch.device("cpu")
+    assert_same_features(encode_all(offloaded), encode_all(encoder))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU memory is the point")
+def test_an_offloaded_encoder_holds_no_gpu_memory_after_encoding(tiny_folders):
+    offloaded = PhiTextEncoder.from_pretrained(*tiny_folders, device="cuda", offload=True)
+    weights = sum(p.numel() * p.element_size() for p in offloaded.model.parameters())
+    offloaded.encode([PROMPTS[0]], MAX_TOKENS)  # the first matrix product allocates cuBLAS's workspace
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    (features,) = offloaded.encode([PROMPTS[1]], MAX_TOKENS)
+    torch.cuda.synchronize()
+    assert features.device.type == "cuda" and offloaded.weights_device == torch.device("cpu")
+    # only the features stay (a few kB); the copy of the weights is back in the allocator
+    assert torch.cuda.memory_allocated() - before < weights / 4
+    kept = PhiTextEncoder.from_pretrained(*tiny_folders, device="cuda")
+    assert kept.weights_device.type == "cuda" and not kept.offload
+
+
 def test_hidden_size_follows_the_config(tmp_path):
     write_tiny_text_components(tmp_path / "te", tmp_path / "tok", hidden_size=32, seed=3)
     assert PhiTextEncoder.from_pretrained(tmp_path / "te", tmp_path / "tok").hidden_size == 32

@@ -220,3 +220,20 @@ def test_a_folder_can_carry_its_own_sampler_defaults(c2i, tmp_path):
     (tmp_path / "own" / MODEL_INDEX_NAME).write_text(json.dumps(index))
     with pytest.raises(InvalidConfigError, match="lina_sampling"):
         load_pipeline(tmp_path / "own", device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the text encoder's GPU memory is the point")
+def test_an_offloaded_text_encoder_waits_in_cpu_memory_and_changes_no_pixel(tiny_t2i_folder):
+    kept = load_pipeline(tiny_t2i_folder, device="cuda", dtype="bf16")
+    assert not kept.text_encoder.offload and kept.text_encoder.weights_device.type == "cuda"
+    same = kept("a red cube on a table", seed=0, ar_steps=4, diffusion_steps=3).images[0]  # also warms cuBLAS up
+    pipe = load_pipeline(tiny_t2i_folder, device="cuda", dtype="bf16", offload_text_encoder=True)
+    assert pipe.text_encoder.offload and pipe.text_encoder.weights_device.type == "cpu"
+    weights = sum(p.numel() * p.element_size() for p in pipe.text_encoder.model.parameters())
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    condition, _ = pipe._conditions([ImageRequest(seed=0, prompt="a red cube on a table")])
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() - before < weights / 4  # condition tokens only, no weights left behind
+    image = pipe("a red cube on a table", seed=0, ar_steps=4, diffusion_steps=3).images[0]
+    assert np.array_equal(pixels(image), pixels(same))
