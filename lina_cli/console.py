@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,6 +17,9 @@ from rich.markup import escape
 from lina_cli.errors import ErrorMessage
 from lina_cli.options import STDOUT
 from lina_cli.progress import RunProgress
+
+if TYPE_CHECKING:
+    from lina_cli.image_run import RunTimings
 from models.runs.generation import STATUS_SKIPPED, ImageResult
 
 HUMAN, JSON, QUIET = "human", "json", "quiet"
@@ -117,6 +120,7 @@ class GenerationReporter:
         self.progress = RunProgress(printer)
         self._images = self._steps = None
         self._to_make, self._made, self._began = 0, 0, 0.0
+        self.first_image_seconds: float | None = None  # from the start of generation to the first image written
 
     def __enter__(self) -> "GenerationReporter":
         return self
@@ -143,6 +147,8 @@ class GenerationReporter:
         if result.status != STATUS_SKIPPED:
             self.progress.update(self._images, advance=1)
             self._made += 1
+            if self.first_image_seconds is None:
+                self.first_image_seconds = time.perf_counter() - self._began
             if self._made == min(self.batch_size, self._to_make) < self._to_make:
                 self._estimate()
         if self.live_results:
@@ -166,11 +172,17 @@ class GenerationReporter:
             subject = meta.prompt if meta.prompt is not None else f"class {meta.class_label}"
             self.printer.line(f"[green]saved[/] {escape(str(result.path))}  [dim]seed {meta.seed} · {escape(subject)}[/]")
 
-    def summary(self, results: list[ImageResult], seconds: float, peak_memory_bytes: int | None) -> None:
-        """Final human line: counts, time per image, peak GPU memory, where the files are."""
+    def summary(self, results: list[ImageResult], timings: "RunTimings", peak_memory_bytes: int | None) -> None:
+        """The run's last report: counts, time per image, peak GPU memory, where the files are, and where the wall
+        time before the first image went. JSON: one line `{"summary": {...}}` after the images' lines."""
+        made = [r for r in results if r.status != STATUS_SKIPPED]
+        self.printer.json({"summary": {
+            "made": len(made), "skipped": len(results) - len(made), **timings.to_json(),
+            "peak_memory_bytes": peak_memory_bytes,
+        }})
         if not self.printer.human:
             return
-        made = [r for r in results if r.status != STATUS_SKIPPED]
+        seconds = timings.generation
         parts = [f"made {len(made)} image(s) in {seconds:.1f} s"]
         if made:
             parts.append(f"{seconds / len(made):.2f} s/image")
@@ -181,4 +193,9 @@ class GenerationReporter:
             parts.append(f"peak GPU memory {peak_memory_bytes / GIB:.1f} GiB")
         folders = sorted({str(r.path.parent) for r in results})
         where = folders[0] if len(folders) == 1 else f"{len(folders)} folders"
+        if timings.first_image is not None:
+            self.printer.note(
+                f"start-up: imports {timings.imports:.1f} s, loading {timings.load:.1f} s; first image "
+                f"{timings.first_image:.1f} s (one-time warm-up included)"
+            )
         self.printer.line(f"[bold]{escape(', '.join(parts))}[/] → {escape(where)}")

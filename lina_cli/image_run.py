@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lina_cli import STARTED
 from lina_cli.console import GenerationReporter, Printer
 from lina_cli.options import resolve_device_option
 from lina_cli.progress import status
@@ -57,6 +58,27 @@ class ImageRun:
 
 
 @dataclass(frozen=True)
+class RunTimings:
+    """Where a run's wall time went, in seconds: what a user waits for before the first image, then the rest.
+
+    Attributes:
+        imports: from lina's start (`lina_cli.STARTED`) to the model about to load: Python modules, torch.
+        load: reading the weights into the pipeline on its device.
+        first_image: from the start of generation to the first image written: its sampling plus every one-time
+            cost (kernel compilation, autotuning, CUDA-graph capture). None if no image was made.
+        generation: all of generation, the first image included.
+    """
+
+    imports: float
+    load: float
+    first_image: float | None
+    generation: float
+
+    def to_json(self) -> dict[str, float | None]:
+        return {f"{name}_seconds": None if value is None else round(value, 3) for name, value in vars(self).items()}
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     """What a run made, on rank 0: every image's result in index order (None on other ranks), and its record."""
 
@@ -65,6 +87,7 @@ class RunOutcome:
     seconds: float
     device: str
     gpus: int
+    timings: RunTimings | None = None
 
 
 def run_images(run: ImageRun, printer: Printer, context: DistributedContext) -> RunOutcome:
@@ -91,6 +114,9 @@ def run_images(run: ImageRun, printer: Printer, context: DistributedContext) -> 
             from transformers.utils import logging as transformers_logging
 
             transformers_logging.disable_progress_bar()
+        from models import load_pipeline  # noqa: F401  (its imports count as imports, not as loading)
+
+        loading = time.perf_counter()
         with status(printer, f"loading {run.model}"):
             pipe = load_checked_pipeline(
                 run.model, task=run.task, size=run.size,
@@ -98,6 +124,7 @@ def run_images(run: ImageRun, printer: Printer, context: DistributedContext) -> 
                 device=device, dtype=run.dtype, revision=run.revision, offline=run.offline, cache_dir=run.cache_dir,
                 kernels=run.kernels, offload_text_encoder=run.offload_text_encoder,
             )
+        loaded = time.perf_counter()
         if run.prepare is not None and context.is_main:
             run.prepare()
         if run.seed is None:  # said once the model is there, so a run that fails to load does not announce a seed
@@ -115,13 +142,15 @@ def run_images(run: ImageRun, printer: Printer, context: DistributedContext) -> 
         peak = torch.cuda.max_memory_allocated(pipe.device) if pipe.device.type == "cuda" else None
         everything = gather_to_main(context, results)
         seconds = time.perf_counter() - began
+        timings = RunTimings(loading - STARTED, loaded - loading, reporter.first_image_seconds, seconds)
         if everything is not None:
             everything = sorted(everything, key=lambda result: result.metadata.index)
             if context.enabled:
                 for result in everything:
                     reporter.show(result)
-            reporter.summary(everything, seconds, peak)
-        return RunOutcome(everything, seed, seconds, str(pipe.device), context.world_size if device.type == "cuda" else 0)
+            reporter.summary(everything, timings, peak)
+        gpus = context.world_size if device.type == "cuda" else 0
+        return RunOutcome(everything, seed, seconds, str(pipe.device), gpus, timings)
     finally:
         shutdown(context)
 

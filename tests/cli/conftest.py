@@ -1,5 +1,6 @@
 """CLI test helpers: an isolated working directory and config home, the real app in-process and as a process."""
 
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,12 @@ def lina():
         return runner.invoke(app, [str(arg) for arg in args], env=env, catch_exceptions=True, prog_name="lina")
 
     return invoke
+
+
+def image_records(stdout: str) -> list[dict]:
+    """The image records of a `--format json` run's stdout; its last line, `{"summary": ...}`, left out."""
+    records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [record for record in records if "summary" not in record]
 
 
 def run_lina_process(*args: str, env: dict[str, str] | None = None, module: str = "lina_cli", timeout: float = 300):

@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from models.constants import BUNDLED_MODELS, RELEASED_MODELS
-from tests.cli.conftest import FAST, run_lina_process
+from tests.cli.conftest import FAST, image_records, run_lina_process
 from tests.cli.hub_cache import add_to_hub_cache
 
 ALIAS = "lina-c2i-256"
@@ -123,7 +123,7 @@ def test_generate_offline_from_the_hub_cache(hub_cache, tmp_path):
         env={"HF_HUB_CACHE": str(cache)},
     )
     assert done.returncode == 0, done.stderr
-    record = json.loads(done.stdout)
+    [record] = image_records(done.stdout)
     assert (record["model"], record["repo_id"], record["revision"]) == (ALIAS, REPO_ID, COMMIT)
     assert (tmp_path / "x.png").is_file()
 

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from models.runs.metadata import read_metadata
-from tests.cli.conftest import FAST, SHORT_SAMPLING
+from tests.cli.conftest import FAST, SHORT_SAMPLING, image_records
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without CUDA")
 
@@ -23,7 +23,7 @@ def pixels(path) -> np.ndarray:
 
 
 def json_lines(result) -> list[dict]:
-    return [json.loads(line) for line in result.stdout.splitlines()]
+    return image_records(result.stdout)
 
 
 def files(folder) -> list[str]:
@@ -58,6 +58,18 @@ def test_text_to_image_run_with_jsonl_prompts(lina, tiny_t2i_folder, tmp_path):
     ]
     assert all((r["cfg"], r["cfg_min"], r["status"]) == (4.0, None, "written") for r in records)  # --cfg alone: constant
     assert not np.array_equal(pixels(records[0]["path"]), pixels(records[1]["path"]))
+
+
+def test_a_json_run_ends_with_where_its_time_went(lina, tiny_c2i_folder, tmp_path):
+    result = lina("generate", "-m", tiny_c2i_folder, "--class", "1", "-n", "2", "-o", tmp_path / "out", "--format", "json", *FAST)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])["summary"]
+    assert (summary["made"], summary["skipped"], summary["peak_memory_bytes"]) == (2, 0, None)
+    assert summary["imports_seconds"] > 0 and summary["load_seconds"] > 0
+    assert 0 < summary["first_image_seconds"] <= summary["generation_seconds"]
+    assert len(json_lines(result)) == 2  # the image records come before it
+    human = lina("generate", "-m", tiny_c2i_folder, "--class", "1", "-n", "3", "-o", tmp_path / "out", *FAST)
+    assert re.search(r"start-up: imports \d+\.\d s, loading \d+\.\d s; first image \d+\.\d s", human.output)
 
 
 def test_offload_text_encoder_flag_changes_no_pixel(lina, tiny_t2i_folder, tmp_path):
@@ -192,7 +204,7 @@ def test_failed_save_leaves_no_partial_file_and_latents_survive(lina, tiny_c2i_f
 def test_save_latents_writes_model_latents_with_the_recipe(lina, tiny_c2i_folder, tmp_path):
     result = lina("generate", "-m", tiny_c2i_folder, "--class", "3", "-s", "2", "-o", tmp_path / "l", "--save-latents", "--format", "json", *FAST)
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
+    [record] = image_records(result.stdout)
     with safe_open(record["latents"], framework="pt") as handle:
         latents = handle.get_tensor("latents")
         saved = json.loads(handle.metadata()["lina"])

@@ -6,6 +6,7 @@ import pytest
 
 from lina_cli.errors import SettingsError
 from lina_cli.settings import SETTINGS, SOURCE_CLI, SOURCE_DEFAULT, resolve_settings
+from tests.cli.conftest import image_records
 
 
 def write_user_config(home, text):
@@ -89,6 +90,6 @@ def test_generate_reads_defaults_from_the_project_file(lina, isolated, tiny_c2i_
     )
     result = lina("generate", "--class", "1", "-s", "4", "--format", "json", env={"LINA_DIFFUSION_STEPS": "3"})
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
+    [record] = image_records(result.stdout)
     assert record["path"] == "cfg/4.png"
     assert (record["ar_steps"], record["diffusion_steps"]) == (3, 3)  # file, then env over file

@@ -14,7 +14,7 @@ import termios
 import pyte
 import pytest
 
-from tests.cli.conftest import FAST, REPO_ROOT
+from tests.cli.conftest import FAST, REPO_ROOT, image_records
 
 pytestmark = pytest.mark.slow  # the CLI as a child process on a pseudo-terminal
 
@@ -74,7 +74,8 @@ def test_json_lines_alone_on_a_piped_stdout_while_bars_draw(tiny_c2i_folder, tmp
     args = ["generate", "-m", tiny_c2i_folder, "--class", "1-2", "-s", "1", "-o", tmp_path / "pipe", "--format", "json", *FAST]
     _, screen, piped = run_on_terminal(args, tmp_path, stdout_terminal=False)
     assert any("AR steps" in line for line in screen) and not any('"seed"' in line for line in screen)
-    assert [json.loads(line)["seed"] for line in piped.splitlines()] == [1, 2]
+    assert [record["seed"] for record in image_records(piped)] == [1, 2]
+    assert "summary" in json.loads(piped.splitlines()[-1])
 
 
 def test_progress_bars_on_a_terminal_respect_no_color(tiny_c2i_folder, tmp_path):

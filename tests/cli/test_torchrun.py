@@ -1,7 +1,6 @@
 """A real two-process `torchrun` makes exactly the images one process makes: Gloo on the CPU, and NCCL on two
 GPUs where there are two (there each rank runs the fused kernels and head graphs on its own GPU)."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import torch
 from PIL import Image
 
 from models.runs.metadata import read_metadata
-from tests.cli.conftest import REPO_ROOT, SHORT_SAMPLING, run_lina_process
+from tests.cli.conftest import REPO_ROOT, SHORT_SAMPLING, image_records, run_lina_process
 
 pytestmark = pytest.mark.slow  # child processes; `pytest -m "not slow"` skips them locally, CI runs them
 
@@ -38,7 +37,7 @@ def test_two_ranks_make_the_same_images_as_one_process(device, tiny_c2i_folder, 
         [*torchrun, *run, "-o", str(tmp_path / "multi")], capture_output=True, text=True, env=env, timeout=300
     )
     assert multi.returncode == 0, multi.stderr
-    records = [json.loads(line) for line in multi.stdout.splitlines() if line.startswith("{")]
+    records = image_records(multi.stdout)
     assert [record["index"] for record in records] == list(range(6))  # rank 0 reports every image, once
     assert {record["device"] for record in records} == ({"cpu"} if device == "cpu" else {"cuda:0", "cuda:1"})
 

@@ -6,6 +6,7 @@ import pytest
 from safetensors import safe_open
 
 from models.train.progress import read_log
+from tests.cli.conftest import image_records
 
 TINY_PARTS = ["--size", "32", "--device", "cpu"]
 TINY_MODEL = ["--config", "tiny", "--size", "32", "--dataset-size", "16", "-b", "4", "--checkpoint-every", "2",
@@ -54,7 +55,7 @@ def test_train_export_and_generate(lina, parts, tmp_path):
     own = lina("generate", "a photo of a red circle", "-m", tmp_path / "exported-ema", "--diffusion-steps", "2",
                "--device", "cpu", "-s", "1", "-o", "own.png", "--format", "json")
     assert own.exit_code == 0, own.output
-    record = json.loads(own.stdout.splitlines()[-1])
+    [record] = image_records(own.stdout)
     assert (record["ar_steps"], record["diffusion_steps"], record["cfg"]) == (3, 2, 2.5)
 
 
