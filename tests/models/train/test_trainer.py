@@ -138,3 +138,12 @@ def test_compiled_blocks_train_like_eager_ones_and_save_the_same_keys(tiny_parts
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-4)
+
+
+def test_the_bundled_model_fine_tunes_from_its_alias(tmp_path):
+    # `--init-from lina-shapes`: the shipped folder's weights, geometry and parts, through the same resolution as
+    # `lina generate -m lina-shapes`; two steps on eight fresh shapes images.
+    spec = plan_run({"dataset_size": 8, "batch_size": 4, "steps": 2, "warmup": 1, "lr": 1e-5}, init_from="lina-shapes")
+    assert (spec.recipe.task, spec.recipe.image_size, spec.transformer.attention) == ("t2i", 128, "linear")
+    result = train(tmp_path / "tuned", spec, device="cpu")
+    assert result.step == 2 and all(torch.isfinite(torch.tensor(line["loss"])) for line in read_log(tmp_path / "tuned"))
