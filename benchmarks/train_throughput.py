@@ -49,6 +49,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def measure(spec: RunSpec, data: TrainingData, device: torch.device, compiled: bool, args) -> dict:
+    torch._dynamo.reset()  # each configuration compiles afresh, not on the graphs (and dynamic shapes) of the last
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(Path(run_dir), spec, data, device, compile_blocks=compiled)
         started = time.perf_counter()
