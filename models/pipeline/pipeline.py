@@ -271,7 +271,8 @@ def load_pipeline(
     """Load a LINA pipeline from a folder, a released alias or a hub repo id.
 
     Args:
-        name_or_path: folder, alias (`lina-t2i-1024`, `lina-t2i-512`, `lina-c2i-256`) or `owner/name`.
+        name_or_path: folder, alias (`lina-t2i-1024`, `lina-t2i-512`, `lina-c2i-256`, the bundled `lina-shapes`) or
+            `owner/name`.
         device: None → CUDA if available, else CPU.
         dtype: torch dtype or "auto"/"bf16"/"fp16"/"fp32"; auto = bf16 on CUDA, fp32 on CPU.
         revision: hub branch, tag or commit.
