@@ -78,8 +78,8 @@ def generate(
     device: DeviceOpt = None,
     offload_text_encoder: Annotated[bool, typer.Option(
         "--offload-text-encoder",
-        help="On a GPU, keep the text encoder in CPU memory and copy it in only while prompts are encoded: a lower "
-             "peak (1024 px: 7.6 instead of 9.8 GiB), about 1 s more per batch and a slower first image.",
+        help="On a GPU, keep the text encoder in CPU memory and stream it in a layer at a time only while prompts "
+             "are encoded: a lower peak GPU memory, about 1 s more per batch and a slower first image.",
     )] = False,
     batch_size: BatchSizeOpt = None,
     output: setting_option("-o", "--output", setting="output") = None,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from torch import nn
 from transformers import CodeGenTokenizerFast, PhiConfig, PhiModel
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
@@ -46,9 +47,9 @@ class PhiTextEncoder:
         model: the Phi decoder body (its output is taken after `final_layernorm`).
         tokenizer: the matching `CodeGenTokenizerFast`.
         device: where prompts are encoded and features returned; None: where the weights are.
-        offload: the weights rest where they are (the CPU) and each `encode` runs on a copy of them on `device`
-            that is freed when it returns, so the text encoder holds no memory on `device` while images are
-            sampled (Phi-2 is 5 GiB in bf16, more than the 1024-px transformer).
+        offload: the weights rest where they are (the CPU) and each `encode` streams them to `device` a layer at
+            a time (`LayerStream`), so the text encoder holds at most one layer on `device` while it encodes and
+            nothing while images are sampled (Phi-2 is 5 GiB in bf16, more than the 1024-px transformer).
     """
 
     def __init__(
@@ -95,7 +96,7 @@ class PhiTextEncoder:
             text_encoder_folder: `config.json` + `PhiForCausalLM` (or `PhiModel`) weights, single or sharded.
             tokenizer_folder: `tokenizer.json`, or `vocab.json` + `merges.txt`.
             device, dtype: where prompts are encoded, and the weights' dtype.
-            offload: keep the weights on the CPU and copy them to `device` for each `encode` only.
+            offload: keep the weights on the CPU and stream them to `device` a layer at a time in each `encode`.
 
         Raises:
             MissingComponentError: a folder, the config, the weights or the tokenizer files are missing.
@@ -177,11 +178,8 @@ class PhiTextEncoder:
     def _last_hidden_state(self, input_ids: torch.Tensor) -> torch.Tensor:
         if not self.offload:
             return self.model(input_ids=input_ids, use_cache=False).last_hidden_state
-        # The weights' copy lives only for this call; afterwards its memory is back in the device's allocator.
-        tensors = itertools.chain(self.model.named_parameters(), self.model.named_buffers())
-        weights = {name: tensor.to(self.device, non_blocking=True) for name, tensor in tensors}
-        output = torch.func.functional_call(self.model, weights, (), {"input_ids": input_ids, "use_cache": False})
-        return output.last_hidden_state
+        with LayerStream(self.model, self.device):
+            return self.model(input_ids=input_ids, use_cache=False).last_hidden_state
 
     # ----------------------------------------------------------------------------------- saving ----
 
@@ -207,6 +205,53 @@ class PhiTextEncoder:
             text_encoder_folder / SAFE_WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
         )
         _save_tokenizer(self.tokenizer, tokenizer_folder)
+
+
+class LayerStream:
+    """While active, each part of a model that rests in CPU memory is copied to `device` just before it runs and
+    dropped just after: the model's direct children, each member of a `ModuleList` (a Phi-2 decoder layer, 150 MB in
+    bf16) on its own. So the device never holds more than one part's weights, and none once the model returns.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.parts = [
+            part for child in model.children() for part in (child if isinstance(child, nn.ModuleList) else [child])
+        ]
+        self.device = device
+        self.hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self.resting: dict[nn.Module, list[tuple[nn.Module, str, torch.Tensor]]] = {}  # part → its CPU tensors
+
+    def __enter__(self) -> "LayerStream":
+        for part in self.parts:
+            self.hooks.append(part.register_forward_pre_hook(self._arrive))
+            self.hooks.append(part.register_forward_hook(self._leave))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        for part in list(self.resting):  # a forward that raised left these on the device
+            self._leave(part, (), None)
+
+    def _arrive(self, part: nn.Module, args: tuple) -> None:
+        resting = []
+        for module in part.modules():
+            for name, tensor in itertools.chain(module._parameters.items(), module._buffers.items()):
+                if tensor is None:
+                    continue
+                resting.append((module, name, tensor.data))
+                if name in module._parameters:
+                    tensor.data = tensor.data.to(self.device, non_blocking=True)
+                else:
+                    module._buffers[name] = tensor.to(self.device, non_blocking=True)
+        self.resting[part] = resting
+
+    def _leave(self, part: nn.Module, args: tuple, output: object) -> None:
+        for module, name, tensor in self.resting.pop(part, []):
+            if name in module._parameters:
+                module._parameters[name].data = tensor
+            else:
+                module._buffers[name] = tensor
 
 
 # ---------------------------------------------------------------------------------------------------

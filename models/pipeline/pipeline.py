@@ -284,10 +284,9 @@ def load_pipeline(
             fast) or "reference" (plain PyTorch: bit-identical to the authors' code).
         check_config: called with the folder's transformer config before any weight is read, so a run the model
             cannot do (another task, size or class) fails at once; it raises to refuse.
-        offload_text_encoder: on a GPU, keep the text encoder's weights in CPU memory and copy them to the GPU
-            only while prompts are encoded, so sampling and decoding run without them (Phi-2 is 5 GiB in bf16).
-            It lowers the peak at 1024 px from 9.8 to 7.6 GiB and costs a copy per batch (docs/performance.md,
-            "Memory").
+        offload_text_encoder: on a GPU, keep the text encoder's weights in CPU memory and stream them to the GPU
+            a layer at a time only while prompts are encoded, so sampling and decoding run without them (Phi-2 is
+            5 GiB in bf16); it costs a copy of them per batch (docs/performance.md, "Memory").
     """
     path = resolve_model_path(name_or_path, revision=revision, offline=offline, cache_dir=cache_dir)
     # Proves this is a pipeline folder; its module strings are not used, only lina's own sampler entry.

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer
 from transformers import PhiForCausalLM
 
 from models.errors import CheckpointMismatchError, InvalidConfigError, MissingComponentError
-from models.network.text_encoder import PhiTextEncoder
+from models.network.text_encoder import LayerStream, PhiTextEncoder
 from tests.tiny_text import write_tiny_text_components
 
 PROMPTS = ["a photo of a cat", "an astronaut riding a horse on the moon, digital art", "ok", "héllo wörld 🌍"]
@@ -119,6 +119,25 @@ def test_an_offloaded_encoder_gives_the_same_features_from_a_copy_of_its_weights
     assert_same_features(encode_all(offloaded), encode_all(encoder))
 
 
+def test_a_layer_stream_holds_one_part_at_a_time_and_puts_every_tensor_back(encoder):
+    stream = LayerStream(encoder.model, torch.device("cpu"))
+    before = {name: tensor.data_ptr() for name, tensor in encoder.model.state_dict().items()}
+    arrived = []
+    layers = encoder.model.layers
+    watch = [layer.register_forward_hook(lambda *_: arrived.append(len(stream.resting))) for layer in layers]
+    try:
+        with stream:
+            encoder.model(input_ids=torch.tensor([[5, 6, 7]]), use_cache=False)
+    finally:
+        for hook in watch:
+            hook.remove()
+    # our hooks run after the stream's arrival and before its departure: exactly the running layer is resident
+    assert arrived == [1] * len(encoder.model.layers)
+    assert len(stream.parts) == len(encoder.model.layers) + 4  # embeddings, rotary table, dropout, final norm
+    assert stream.resting == {} and {n: t.data_ptr() for n, t in encoder.model.state_dict().items()} == before
+    assert all(len(part._forward_pre_hooks) == 0 for part in stream.parts)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU memory is the point")
 def test_an_offloaded_encoder_holds_no_gpu_memory_after_encoding(tiny_folders):
     offloaded = PhiTextEncoder.from_pretrained(*tiny_folders, device="cuda", offload=True)
@@ -126,8 +145,11 @@ def test_an_offloaded_encoder_holds_no_gpu_memory_after_encoding(tiny_folders):
     offloaded.encode([PROMPTS[0]], MAX_TOKENS)  # the first matrix product allocates cuBLAS's workspace
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
     (features,) = offloaded.encode([PROMPTS[1]], MAX_TOKENS)
     torch.cuda.synchronize()
+    # streamed a part at a time: the largest part (a layer or the embeddings) and activations, never all of it
+    assert torch.cuda.max_memory_allocated() - before < 0.6 * weights
     assert features.device.type == "cuda" and offloaded.weights_device == torch.device("cpu")
     # only the features stay (a few kB); the copy of the weights is back in the allocator
     assert torch.cuda.memory_allocated() - before < weights / 4
