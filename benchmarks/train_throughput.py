@@ -1,5 +1,5 @@
 """Training throughput of a LINA geometry on one GPU: images/s and MFU of `Trainer.train_step`, eager and compiled,
-at several batch sizes, on synthetic cached data (docs/training.md, "Throughput").
+at several batch sizes, on synthetic cached data (docs/training.md, "Why the step is slow").
 
 The step is the trainer's own (the objective, AdamW, gradient norm, EMA every `--ema-every` steps); only the
 cache is synthetic (random moments and text rows of the demo's shapes), so the numbers need no VAE or dataset.

@@ -1,6 +1,6 @@
 """`lina models`: the released checkpoints and the bundled models, their task and resolution, and what is local."""
 
-import json
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
@@ -11,11 +11,14 @@ from lina_cli.settings import resolve_settings
 from models.constants import BUNDLED_MODELS, CONFIG_NAME, RELEASED_MODELS, TRANSFORMER_FOLDER
 from models.runs.metadata import REVISION_SHOWN
 
+if TYPE_CHECKING:
+    from models.network.config import TransformerConfig
+
 MODELS_EXAMPLES = ["lina models", "lina models --format json", "HF_HUB_CACHE=/data/hub lina models"]
 BILLION = 1e9  # parameters and bytes are shown in billions (B, GB)
 
 
-def _transformer_parameters(config) -> int:
+def _transformer_parameters(config: "TransformerConfig") -> int:
     """Exact parameter count of a transformer config, built on the meta device (no memory, no download)."""
     import torch
 
@@ -37,6 +40,7 @@ def models(cache_dir: CacheDirOpt = None, format: FormatOpt = None) -> None:
     Bundled models ship inside the package and run offline.
     """
     from models.bundled import bundled_model_path
+    from models.files import read_json
     from models.network.config import TransformerConfig, released_transformer_config
     from models.pipeline.hub import cached_revisions
 
@@ -70,7 +74,7 @@ def models(cache_dir: CacheDirOpt = None, format: FormatOpt = None) -> None:
         )
     for alias, card in BUNDLED_MODELS.items():
         folder = bundled_model_path(alias)
-        config = TransformerConfig.from_dict(json.loads((folder / TRANSFORMER_FOLDER / CONFIG_NAME).read_text("utf-8")))
+        config = TransformerConfig.from_dict(read_json(folder / TRANSFORMER_FOLDER / CONFIG_NAME, "transformer"))
         parameters = _transformer_parameters(config)
         printer.json(
             {"alias": alias, "task": card["task"], "resolution": card["resolution"], "parameters": parameters,

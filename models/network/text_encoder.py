@@ -6,6 +6,7 @@ possibly sharded, `.safetensors` or `.bin`); `tokenizer/` holds `CodeGenTokenize
 decoder body's `last_hidden_state`, so the model is a `PhiModel` and the `lm_head` is dropped on load.
 """
 
+import contextlib
 import itertools
 import os
 import tempfile
@@ -176,9 +177,7 @@ class PhiTextEncoder:
         return features
 
     def _last_hidden_state(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if not self.offload:
-            return self.model(input_ids=input_ids, use_cache=False).last_hidden_state
-        with LayerStream(self.model, self.device):
+        with LayerStream(self.model, self.device) if self.offload else contextlib.nullcontext():
             return self.model(input_ids=input_ids, use_cache=False).last_hidden_state
 
     # ----------------------------------------------------------------------------------- saving ----

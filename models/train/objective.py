@@ -33,13 +33,6 @@ MASK_RATIO_LOW, MASK_RATIO_HIGH = 0.7, 1.0
 LOSS_EPS = 1e-5  # keeps the weighted mean finite (the authors' `weight.sum().add_(1e-5)`)
 
 
-def compute_dtype(name: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype of a recipe's `dtype` ("auto": bf16 on CUDA, float32 elsewhere; float32 = no autocast)."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return torch.bfloat16 if name == "bf16" else torch.float32
-
-
 def truncated_normal(u: float, mean: float, std: float, low: float, high: float) -> float:
     """The u-quantile (u in [0, 1)) of N(mean, std²) restricted to [low, high], by inverting its CDF in float64."""
 
@@ -75,11 +68,6 @@ class FlowTrainingSchedule:
         if self.sigmas.device != index.device:
             self.sigmas, self.timesteps = self.sigmas.to(index.device), self.timesteps.to(index.device)
         return index
-
-    def sample(self, normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """σ and t of each standard-normal draw n."""
-        index = self.index(normals)
-        return self.sigmas[index], self.timesteps[index]
 
 
 @dataclass

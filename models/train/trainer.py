@@ -19,12 +19,12 @@ import torch
 from models.errors import TrainingConfigError
 from models.files import write_json_atomic
 from models.network.transformer import LinaTransformer
-from models.pipeline.devices import resolve_device
+from models.pipeline.devices import resolve_device, resolve_dtype
 from models.runs.distributed import DistributedContext, context_from_env, init_process_group, shutdown
 from models.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from models.train.compile import compile_blocks_
 from models.train.init_weights import new_transformer, prepare_for_training_
-from models.train.objective import FlowTrainingSchedule, StepNoise, TrainingObjective, compute_dtype
+from models.train.objective import FlowTrainingSchedule, StepNoise, TrainingObjective
 from models.train.optim import ModelEMA, build_optimizer, build_scheduler, gradient_norm
 from models.train.prepare import BatchOrder, TrainingData, prepare_data
 from models.train.progress import LogWriter, LossWindow, TrainProgress
@@ -70,7 +70,7 @@ class Trainer:
         self.run_dir, self.spec, self.recipe, self.data = run_dir, spec, recipe, data
         self.device, self.context = device, context
         self.local_batch = recipe.batch_size // context.world_size
-        self.compute_dtype = compute_dtype(recipe.dtype, device)
+        self.compute_dtype = resolve_dtype(recipe.dtype, device)  # the autocast dtype; float32 = no autocast
         self.order = BatchOrder(len(data), recipe.batch_size, recipe.seed)
         self.step = 0
 
@@ -280,7 +280,7 @@ def train(
     elif context.is_main:
         start_run(run_dir, spec)
     device = resolve_device(device, context.local_rank if context.enabled else None)
-    kind = compute_dtype(spec.recipe.dtype, device)
+    kind = resolve_dtype(spec.recipe.dtype, device)
     data = prepare_data(
         run_dir, spec, device, builds=context.local_rank == 0, compute_dtype=kind,
         workers=default_workers(device) if workers is None else workers, on_setup=on_setup if context.is_main else None,

@@ -19,9 +19,9 @@ import torch
 from models.constants import VAE_FOLDER
 from models.network.config import VAEConfig
 from models.network.vae import AutoencoderKL
+from models.pipeline.devices import resolve_dtype
 from models.train.data import SHAPES, iter_batches, open_source, to_unit_range
 from models.train.init_weights import default_init_
-from models.train.objective import compute_dtype
 from models.train.optim import build_scheduler
 from models.train.recipe import VAERecipe
 from models.train.signals import StopRequest
@@ -99,7 +99,7 @@ def train_vae(
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0)
     scheduler = build_scheduler(optimizer, recipe.warmup, 0.001)
     eps_generator = torch.Generator(device).manual_seed(recipe.seed + 1)
-    dtype = compute_dtype(recipe.dtype, device)
+    dtype = resolve_dtype(recipe.dtype, device)
     out_folder.mkdir(parents=True, exist_ok=True)
     log_path = out_folder / VAE_LOG_NAME
     step, window_steps, window_start, interrupted = 0, 0, time.perf_counter(), None
