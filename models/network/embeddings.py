@@ -124,10 +124,9 @@ class VideoPosEmbed(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.time_proj = nn.Sequential(nn.Linear(TIMESTEP_FEATURES, dim), nn.SiLU(), nn.Linear(dim, dim))
 
-    def frame_embedding(self, frame: int = 0) -> torch.Tensor:
-        """[1, D] in the weights' dtype."""
-        weight = self.time_proj[0].weight
-        return self.norm(self.time_proj(frame_features(frame).to(device=weight.device, dtype=weight.dtype)))
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """`frame_features(frame)` [1, F] on the weights' device, in their dtype → [1, D]."""
+        return self.norm(self.time_proj(features))
 
 
 class LabelEmbed(nn.Module):

@@ -5,6 +5,7 @@ Shapes: B' rows (2B under CFG), P condition rows, Lv context tokens, L image tok
 D width, p²C latent values per token.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from models.files import load_weights, read_json, save_weights, write_json_atomi
 from models.network.attention import LinearAttention, SoftmaxAttention
 from models.network.config import MLP_RATIO, TransformerConfig
 from models.network.diffusion_head import DiffusionHead
-from models.network.embeddings import LabelEmbed, MaskEmbed, PatchEmbed, TextEmbed, VideoPosEmbed, sincos_2d
+from models.network.embeddings import (
+    LabelEmbed,
+    MaskEmbed,
+    PatchEmbed,
+    TextEmbed,
+    VideoPosEmbed,
+    frame_features,
+    sincos_2d,
+)
 from models.ops import REFERENCE_KERNELS, kernels_named
 
 # ----------------------------------------------------------------------------------------------------
@@ -157,6 +166,7 @@ class LinaTransformer(nn.Module):
         else:
             self.label_embed = LabelEmbed(width, config.num_classes)
         self.video_pos_embed = VideoPosEmbed(width)
+        self._device_tables: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------ conditions ----
 
@@ -183,14 +193,30 @@ class LinaTransformer(nn.Module):
     def encode_context(self, condition: torch.Tensor) -> torch.Tensor:
         """Context tokens c for a batch of conditions [B', P, D] → [B', Lv, D] (docs/architecture.md, "Conditioning and context")."""
         rows, dtype, device = condition.shape[0], condition.dtype, condition.device
-        context = self.mask_embed.bos_token + self.video_pos_embed.frame_embedding(0)  # [1, D]
-        positions = sincos_2d(self.config.context_grid, self.config.width).to(device=device, dtype=dtype)
+        weight = self.video_pos_embed.time_proj[0].weight
+        frame = self._device_table("frame 0", lambda: frame_features(0), weight.device, weight.dtype)
+        context = self.mask_embed.bos_token + self.video_pos_embed(frame)  # [1, D]
+        positions = self._device_table(
+            "context positions", lambda: sincos_2d(self.config.context_grid, self.config.width), device, dtype
+        )
         context = (context + positions).expand(rows, -1, -1)  # [B', Lv, D]
         return self.video_encoder(condition, context)
 
     def image_positions(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """The image sin-cos table [L, D] in the compute dtype; compute once per generation."""
-        return sincos_2d(self.config.token_grid, self.config.width).to(device=device, dtype=dtype)
+        """The image sin-cos table [L, D] in the compute dtype (read-only: it is shared between calls)."""
+        return self._device_table(
+            "image positions", lambda: sincos_2d(self.config.token_grid, self.config.width), device, dtype
+        )
+
+    def _device_table(
+        self, name: str, build: Callable[[], torch.Tensor], device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """A constant table `build()` makes on the host, copied to `device` once and then reused. A host-to-device
+        copy makes the host wait for the GPU's queue; made per call, it would stall every training step."""
+        key = (name, torch.device(device), dtype)
+        if key not in self._device_tables:
+            self._device_tables[key] = build().to(device=device, dtype=dtype)
+        return self._device_tables[key]
 
     def embed_canvas(self, canvas: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Embed the latent canvas: patch embedding, mask token on ungenerated rows, then positions.

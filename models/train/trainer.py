@@ -120,7 +120,10 @@ class Trainer:
         indices = self.order.batch(self.step)  # [G]
         start = self.context.rank * self.local_batch
         rows = slice(start, start + self.local_batch)
-        local = indices[rows].to(self.device)
+        local = indices[rows]
+        if self.device.type == "cuda":  # a pageable copy would make the host wait for the GPU's queue every step
+            local = local.pin_memory()
+        local = local.to(self.device, non_blocking=True)
         noise = StepNoise.draw(
             self.spec.transformer, recipe.batch_size, recipe.loss_repeat, self.cpu_generator, self.generator
         ).rows(rows.start, rows.stop)

@@ -338,6 +338,9 @@ def test_sincos_tables_follow_spec(tiny_config, assert_close):
     model = make_model(tiny_config)
     expected = spec_sincos(tiny_config.token_grid, tiny_config.width)
     assert_close(model.image_positions(torch.device("cpu"), torch.float32), expected, torch.float32)
+    # built on the host once per device and dtype, then shared (a copy per call would stall training steps)
+    assert model.image_positions(torch.device("cpu"), torch.float32) is model.image_positions("cpu", torch.float32)
+    assert model.image_positions("cpu", torch.bfloat16).dtype == torch.bfloat16
 
 
 def test_context_tokens_follow_spec(tiny_config, assert_close):

@@ -147,3 +147,22 @@ def test_the_bundled_model_fine_tunes_from_its_alias(tmp_path):
     assert (spec.recipe.task, spec.recipe.image_size, spec.transformer.attention) == ("t2i", 128, "linear")
     result = train(tmp_path / "tuned", spec, device="cpu")
     assert result.step == 2 and all(torch.isfinite(torch.tensor(line["loss"])) for line in read_log(tmp_path / "tuned"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device synchronisation exists only with a GPU")
+def test_cuda_steps_never_make_the_host_wait_for_the_gpu(tiny_parts, tmp_path):
+    # A synchronisation per step (a pageable copy, a table built on the host) makes the host wait while the GPU
+    # drains its queue, so the host's dispatch time adds to the GPU's instead of overlapping it.
+    spec = plan_run({**TINY_RUN, "steps": 4}, parts=tiny_parts, geometry="tiny")
+    start_run(tmp_path / "run", spec)
+    device = torch.device("cuda")
+    data = prepare_data(tmp_path / "run", spec, device, builds=True, compute_dtype=torch.bfloat16)
+    trainer = Trainer(tmp_path / "run", spec, data, device)
+    trainer.train_step()  # the first step copies the constant tables once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2):
+            trainer.train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
