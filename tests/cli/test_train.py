@@ -49,8 +49,10 @@ def test_train_export_and_generate(lina, parts, tmp_path):
     assert "trained 6 steps" in resumed.output
     assert [line["step"] for line in read_log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
 
-    exported = lina("train", "export", "run", "exported-ema", "--ar-steps", "3", "--cfg", "2.5")
+    exported = lina("train", "export", "run", "exported-ema", "--dtype", "fp16", "--ar-steps", "3", "--cfg", "2.5")
     assert exported.exit_code == 0 and (tmp_path / "exported-ema" / "model_index.json").is_file()
+    with safe_open(str(tmp_path / "exported-ema" / "transformer" / "diffusion_pytorch_model.safetensors"), "pt") as handle:
+        assert str(handle.get_tensor("mask_embed.mask_token").dtype) == "torch.float16"
     # The sampler settings given to export become the folder's own defaults, which `lina generate` then uses.
     own = lina("generate", "a photo of a red circle", "-m", tmp_path / "exported-ema", "--diffusion-steps", "2",
                "--device", "cpu", "-s", "1", "-o", "own.png", "--format", "json")

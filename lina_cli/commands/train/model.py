@@ -77,9 +77,9 @@ CompileOpt = Annotated[bool, typer.Option(
     "--compile", help="torch.compile each block: faster steps for small models on a GPU, after a minute of compiling"
 )]
 ExportOpt = option(Path, "--export", metavar="FOLDER", help="when the run finishes, export it as a pipeline folder here")
-ExportDtypeOpt = Annotated[str, typer.Option(
-    "--export-dtype", metavar="|".join(EXPORT_DTYPES), help="dtype of the exported weight files (fp16 halves them)"
-)]
+EXPORT_DTYPE_HELP = "dtype of the exported weight files (fp16 halves them)"
+ExportDtypeOpt = Annotated[str, typer.Option("--export-dtype", metavar="|".join(EXPORT_DTYPES), help=EXPORT_DTYPE_HELP)]
+WeightsDtypeOpt = Annotated[str, typer.Option("--dtype", metavar="|".join(EXPORT_DTYPES), help=EXPORT_DTYPE_HELP)]  # `lina train export --dtype`
 
 
 def model(
@@ -204,7 +204,7 @@ def _warn_about_a_slow_ema(printer: Printer, recipe: TrainRecipe) -> None:
 def export(
     run: Annotated[Path, typer.Argument(help="A training run folder (lina train model --out).", show_default=False)],
     folder: Annotated[Path, typer.Argument(help="Where the pipeline folder goes.", show_default=False)],
-    dtype: ExportDtypeOpt = "fp32",
+    dtype: WeightsDtypeOpt = "fp32",
     raw: Annotated[bool, typer.Option("--raw", help="export the raw weights instead of the EMA weights")] = False,
     ar_steps: ARStepsOpt = None,
     diffusion_steps: DiffusionStepsOpt = None,
