@@ -43,7 +43,7 @@ class ImageRun:
     device: str | None = None
     dtype: str = "auto"
     kernels: str = "auto"
-    offload_text_encoder: bool = False  # on a GPU, the text encoder waits in CPU memory between batches
+    offload_text_encoder: bool = False  # on a GPU, the text encoder waits in CPU memory between batches (generate: on)
     revision: str | None = None
     offline: bool | None = None
     cache_dir: str | None = None
@@ -116,6 +116,8 @@ def run_images(run: ImageRun, printer: Printer, context: DistributedContext) -> 
             transformers_logging.disable_progress_bar()
         from models import load_pipeline  # noqa: F401  (its imports count as imports, not as loading)
 
+        if device.type == "cuda":  # the summary's peak is this run's, also when one process makes several runs
+            torch.cuda.reset_peak_memory_stats(device)
         loading = time.perf_counter()
         with status(printer, f"loading {run.model}"):
             pipe = load_checked_pipeline(

@@ -77,10 +77,11 @@ def generate(
     kernels: KernelsOpt = None,
     device: DeviceOpt = None,
     offload_text_encoder: Annotated[bool, typer.Option(
-        "--offload-text-encoder",
-        help="On a GPU, keep the text encoder in CPU memory and stream it in a layer at a time only while prompts "
-             "are encoded: a lower peak GPU memory, about 1 s more per batch and a slower first image.",
-    )] = False,
+        "--offload-text-encoder/--keep-text-encoder",
+        help="On a GPU, the text encoder waits in CPU memory and is streamed in a layer at a time only while prompts "
+             "are encoded (1024 px: peak 5.1 instead of 9.8 GiB); --keep-text-encoder keeps it on the GPU, which "
+             "saves the copy per batch when memory allows.",
+    )] = True,
     batch_size: BatchSizeOpt = None,
     output: setting_option("-o", "--output", setting="output") = None,
     overwrite: setting_option("--overwrite", setting="overwrite", kind=bool) = None,

@@ -1,6 +1,7 @@
 """`lina generate` end to end on tiny real pipelines (written by our save_pretrained, loaded by load_pipeline)."""
 
 import errno
+import gc
 import json
 import os
 import re
@@ -72,12 +73,25 @@ def test_a_json_run_ends_with_where_its_time_went(lina, tiny_c2i_folder, tmp_pat
     assert re.search(r"start-up: imports \d+\.\d s, loading \d+\.\d s; first image \d+\.\d s", human.output)
 
 
-def test_offload_text_encoder_flag_changes_no_pixel(lina, tiny_t2i_folder, tmp_path):
-    # On the CPU the weights are already in CPU memory, so the flag is a no-op; on a GPU the pipeline test checks it.
-    for name, extra in (("plain", []), ("offloaded", ["--offload-text-encoder"])):
+def test_keeping_the_text_encoder_changes_no_pixel(lina, tiny_t2i_folder, tmp_path):
+    # On the CPU the weights are already in CPU memory, so the choice is a no-op; on a GPU the pipeline test checks it.
+    for name, extra in (("offloaded", []), ("kept", ["--keep-text-encoder"])):
         result = lina("generate", "a red cube", "-m", tiny_t2i_folder, "-s", "2", "-o", tmp_path / f"{name}.png", *extra, *FAST)
         assert result.exit_code == 0, result.output
-    assert np.array_equal(pixels(tmp_path / "plain.png"), pixels(tmp_path / "offloaded.png"))
+    assert np.array_equal(pixels(tmp_path / "offloaded.png"), pixels(tmp_path / "kept.png"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the text encoder's GPU memory is the point")
+def test_by_default_the_text_encoder_leaves_the_gpu_before_sampling(lina, tiny_t2i_folder, tmp_path):
+    peaks = {}
+    for name, extra in (("kept", ["--keep-text-encoder"]), ("offloaded", [])):  # leftovers of the first only add
+        gc.collect()
+        result = lina("generate", "a red cube", "-m", tiny_t2i_folder, "-s", "2", "-o", tmp_path / f"{name}.png",
+                      "--device", "cuda", "--format", "json", *extra, *SHORT_SAMPLING)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout.splitlines()[-1])["summary"]
+        peaks[name] = summary["peak_memory_bytes"]
+    assert peaks["offloaded"] < peaks["kept"]
 
 
 def test_seed_plus_index_contract(lina, tiny_t2i_folder, tmp_path):
