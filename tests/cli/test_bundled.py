@@ -21,7 +21,9 @@ def test_generate_runs_offline_with_the_folder_sampler_defaults(lina, tmp_path, 
     assert result.exit_code == 0, result.output
     record = read_metadata(tmp_path / "circle.png")
     assert (record.model, record.size, record.seed) == (ALIAS, (128, 128), 0)
-    assert (record.ar_steps, record.diffusion_steps, record.cfg, record.cfg_min) == (32, 25, 3.0, None)
+    own = json.loads((bundled_model_path(ALIAS) / "model_index.json").read_text())["lina_sampling"]
+    assert own == {"ar_steps": 32, "diffusion_steps": 25, "cfg": 2.0, "cfg_min": None}
+    assert (record.ar_steps, record.diffusion_steps, record.cfg, record.cfg_min) == tuple(own.values())
 
 
 def test_a_size_the_model_does_not_make_is_refused(lina, offline_env):

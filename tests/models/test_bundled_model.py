@@ -28,11 +28,11 @@ except ModuleNotFoundError:  # Python 3.10
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALIAS = "lina-shapes"
-SAMPLING = SamplingSettings(ar_steps=32, diffusion_steps=25, cfg=3.0, cfg_min=None)
+SAMPLING = SamplingSettings(ar_steps=32, diffusion_steps=25, cfg=2.0, cfg_min=None)
 QUICK_START_PROMPT = "a photo of a red circle"  # README's quick start
 # Row 64 (the middle) of the 128×128 RGB image at seed 0, every 8th pixel's red channel; the sum of all values.
-PINNED_ROW = [128, 128, 128, 128, 128, 128, 145, 220, 216, 220, 223, 219, 127, 128, 128, 128]
-PINNED_SUM = 6_090_618
+PINNED_ROW = [128, 128, 128, 128, 127, 127, 219, 220, 222, 221, 127, 128, 128, 128, 128, 128]
+PINNED_SUM = 6_131_662
 BUNDLE_LIMIT_BYTES = 20_000_000  # the repository's budget for shipped binaries
 
 
