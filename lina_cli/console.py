@@ -17,10 +17,10 @@ from rich.markup import escape
 from lina_cli.errors import ErrorMessage
 from lina_cli.options import STDOUT
 from lina_cli.progress import RunProgress
+from models.runs.generation import STATUS_SKIPPED, ImageResult
 
 if TYPE_CHECKING:
     from lina_cli.image_run import RunTimings
-from models.runs.generation import STATUS_SKIPPED, ImageResult
 
 HUMAN, JSON, QUIET = "human", "json", "quiet"
 GIB = 1024**3

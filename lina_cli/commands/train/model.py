@@ -79,7 +79,8 @@ CompileOpt = Annotated[bool, typer.Option(
 ExportOpt = option(Path, "--export", metavar="FOLDER", help="when the run finishes, export it as a pipeline folder here")
 EXPORT_DTYPE_HELP = "dtype of the exported weight files (fp16 halves them)"
 ExportDtypeOpt = Annotated[str, typer.Option("--export-dtype", metavar="|".join(EXPORT_DTYPES), help=EXPORT_DTYPE_HELP)]
-WeightsDtypeOpt = Annotated[str, typer.Option("--dtype", metavar="|".join(EXPORT_DTYPES), help=EXPORT_DTYPE_HELP)]  # `lina train export --dtype`
+# `lina train export` names the same choice --dtype: its only dtype is the weight files'
+WeightsDtypeOpt = Annotated[str, typer.Option("--dtype", metavar="|".join(EXPORT_DTYPES), help=EXPORT_DTYPE_HELP)]
 
 
 def model(
