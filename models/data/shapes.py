@@ -42,7 +42,7 @@ class ShapesSample:
 
 
 class ShapesDataset:
-    """A map-style dataset of `length` random shapes scenes, each task in `tags` equally likely.
+    """A map-style dataset of `length` random shapes scenes, each task in `tags` equally likely unless weighted.
 
     Args:
         size: image side in pixels (at least 32).
@@ -50,10 +50,16 @@ class ShapesDataset:
         length: number of samples.
         tags: the GenEval tasks to draw scenes from; ("colors",) gives single coloured objects only, each
             with a class id (the class-conditional set).
+        weights: relative frequency of each task in `tags` (same order); None: all equally likely.
     """
 
     def __init__(
-        self, size: int = DEFAULT_IMAGE_SIZE, seed: int = 0, length: int = 10_000, tags: tuple[str, ...] = TAGS
+        self,
+        size: int = DEFAULT_IMAGE_SIZE,
+        seed: int = 0,
+        length: int = 10_000,
+        tags: tuple[str, ...] = TAGS,
+        weights: tuple[float, ...] | None = None,
     ) -> None:
         if size < MIN_IMAGE_SIZE:
             raise ShapesSceneError(f"image size {size}: the shapes dataset needs at least {MIN_IMAGE_SIZE} px")
@@ -62,7 +68,14 @@ class ShapesDataset:
         unknown = [tag for tag in tags if tag not in TAGS]
         if unknown or not tags:
             raise ShapesSceneError(f"tasks {list(tags)!r}: choose one or more of {', '.join(TAGS)}")
+        if weights is not None and (
+            len(weights) != len(tags) or min(weights) < 0 or not sum(weights) > 0
+        ):
+            raise ShapesSceneError(
+                f"task weights {list(weights)!r} for tasks {list(tags)!r}: need one weight ≥ 0 per task, not all 0"
+            )
         self.size, self.seed, self.length, self.tags = size, seed, length, tuple(tags)
+        self.weights = None if weights is None else tuple(float(w) for w in weights)
 
     def __len__(self) -> int:
         return self.length
@@ -72,7 +85,9 @@ class ShapesDataset:
             raise IndexError(f"sample {index} of a {self.length}-sample shapes dataset")
         # str seeds go through SHA-512 in random.seed, so (seed, index) pairs never collide
         rng = random.Random(f"shapes/{self.seed}/{index}")
-        metadata = sample_metadata(rng.choice(self.tags), rng)
+        # unweighted datasets keep `choice`, so their samples stay those of earlier versions
+        tag = rng.choice(self.tags) if self.weights is None else rng.choices(self.tags, self.weights)[0]
+        metadata = sample_metadata(tag, rng)
         objects = layout_scene(metadata, self.size, rng)
         single = class_id(objects[0].colour, objects[0].shape) if len(objects) == 1 else None
         return ShapesSample(draw_scene(objects, self.size), metadata["prompt"], metadata, single)

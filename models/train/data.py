@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 from models.data.shapes import ShapesDataset
 from models.data.shapes_vocab import NUM_CLASSES
 from models.errors import TrainingDataError
+from models.eval.geneval.prompts import TAGS
 from models.train.recipe import SHAPES
 
 SHAPES_SEED = 0  # the dataset's own seed: changing the training seed must not re-render the data
@@ -73,10 +74,14 @@ def image_array(image: Image.Image, size: int) -> np.ndarray:
 class ShapesSource:
     """The procedural shapes dataset; class-conditional runs draw only single coloured objects (24 classes)."""
 
-    def __init__(self, size: int, length: int, task: str, seed: int = SHAPES_SEED):
+    def __init__(self, size: int, length: int, task: str, seed: int = SHAPES_SEED, mix: dict[str, float] | None = None):
         self.task = task
         self.num_classes = NUM_CLASSES if task == "c2i" else None
-        options = {"tags": CLASS_ONLY_TAGS} if task == "c2i" else {}
+        if task == "c2i" and mix:
+            raise TrainingDataError("--shapes-mix weights the text-to-image tasks; a c2i run draws single objects only")
+        options: dict[str, Any] = {"tags": CLASS_ONLY_TAGS} if task == "c2i" else {}
+        if mix:
+            options["weights"] = tuple(mix.get(tag, 1.0) for tag in TAGS)
         self.dataset = ShapesDataset(size, seed, length, **options)
 
     def __len__(self) -> int:
@@ -88,7 +93,9 @@ class ShapesSource:
 
     def spec(self) -> dict[str, Any]:
         d = self.dataset
-        return {"kind": SHAPES, "size": d.size, "seed": d.seed, "length": d.length, "tags": list(d.tags)}
+        spec = {"kind": SHAPES, "size": d.size, "seed": d.seed, "length": d.length, "tags": list(d.tags)}
+        # only a weighted mix adds a key, so the caches of unweighted runs keep their names
+        return spec if d.weights is None else spec | {"weights": list(d.weights)}
 
 
 class ClassFolderSource:
@@ -177,18 +184,26 @@ def _listing_hash(paths: Iterator[Path]) -> str:
     return digest.hexdigest()
 
 
-def open_source(data: str, *, task: str | None, size: int, dataset_size: int, seed: int = SHAPES_SEED) -> ImageSource:
+def open_source(
+    data: str,
+    *,
+    task: str | None,
+    size: int,
+    dataset_size: int,
+    seed: int = SHAPES_SEED,
+    shapes_mix: dict[str, float] | None = None,
+) -> ImageSource:
     """The source `--data` names: "shapes", a class-folder tree, a folder with `metadata.jsonl`, or a `.jsonl` file.
 
     Args:
         task: "t2i" or "c2i"; None takes a folder of either kind (images only are needed, e.g. for the VAE).
-        dataset_size, seed: length and seed of the shapes dataset (ignored for folders).
+        dataset_size, seed, shapes_mix: length, seed and task weights of the shapes dataset (ignored for folders).
 
     Raises:
         TrainingDataError: the path does not exist, holds nothing usable, or its kind does not fit `task`.
     """
     if data == SHAPES:
-        return ShapesSource(size, dataset_size, task or "t2i", seed)
+        return ShapesSource(size, dataset_size, task or "t2i", seed, shapes_mix)
     path = Path(data).expanduser()
     if path.is_file() and path.suffix == ".jsonl":
         source: ImageSource = CaptionSource(path, size)

@@ -115,7 +115,10 @@ def prepare_data(
             f"{parts.vae} has stride {vae.config.stride} and {vae.config.latent_channels} latent channels, "
             f"but the run's transformer expects image_stride={config.image_stride}, image_dim={config.image_dim}"
         )
-    source = open_source(recipe.data, task=recipe.task, size=recipe.image_size, dataset_size=recipe.dataset_size)
+    source = open_source(
+        recipe.data, task=recipe.task, size=recipe.image_size, dataset_size=recipe.dataset_size,
+        shapes_mix=recipe.shapes_mix,
+    )
     path = latent_cache_path(cache_dir, source, parts.vae)
     if not path.exists():
         if builds:

@@ -41,6 +41,8 @@ class TrainRecipe:
         data: "shapes" or a folder / captions `.jsonl` (`models.train.data.open_source`).
         image_size: image side in pixels (square).
         dataset_size: images of the shapes dataset (ignored for folders).
+        shapes_mix: relative weights of the shapes dataset's tasks (GenEval tags; a task left out weighs 1);
+            None: every task equally often.
         steps: optimiser steps of the whole run.
         batch_size: images per step across all processes (the global batch).
         lr, warmup, warmup_factor: constant learning rate after a linear warm-up from `warmup_factor`·lr.
@@ -58,6 +60,7 @@ class TrainRecipe:
     data: str = SHAPES
     image_size: int = 128
     dataset_size: int = 50_000
+    shapes_mix: dict[str, float] | None = None
     steps: int = 10_000
     batch_size: int = 64
     lr: float = 1e-4
@@ -94,6 +97,7 @@ class TrainRecipe:
             problems.append(f"ema_decay={self.ema_decay}, condition_dropout={self.condition_dropout} (need [0, 1))")
         if self.grad_clip is not None and not self.grad_clip > 0:
             problems.append(f"grad_clip={self.grad_clip} (must be > 0, or None for no clipping)")
+        problems += _shapes_mix_problems(self)
         if problems:
             raise TrainingConfigError("training recipe: " + "; ".join(problems))
 
@@ -110,6 +114,24 @@ class TrainRecipe:
 
     def replace(self, **changes: Any) -> "TrainRecipe":
         return dataclasses.replace(self, **changes)
+
+
+def _shapes_mix_problems(recipe: TrainRecipe) -> list[str]:
+    mix = recipe.shapes_mix
+    if mix is None:
+        return []
+    # here, not at the top: the task list's module pulls in torch, which this module keeps out of `lina --help`
+    from models.eval.geneval.prompts import TAGS
+
+    if recipe.data != SHAPES or recipe.task != "t2i":
+        return [f"shapes_mix weights the tasks of text-to-image shapes data, not of {recipe.task} data {recipe.data!r}"]
+    unknown = sorted(set(mix) - set(TAGS))
+    if unknown:
+        return [f"shapes_mix tasks {unknown} (expected some of {', '.join(TAGS)})"]
+    weights = [mix.get(tag, 1.0) for tag in TAGS]
+    if min(weights) < 0 or not sum(weights) > 0:
+        return [f"shapes_mix {mix} (weights must be ≥ 0 and not all 0)"]
+    return []
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,10 @@ def plan_run(
     text_dim = None
     if recipe.task == "t2i":
         text_dim = int(read_json(components.text_encoder / CONFIG_NAME, "text_encoder")["hidden_size"])
-    source = open_source(recipe.data, task=recipe.task, size=recipe.image_size, dataset_size=recipe.dataset_size)
+    source = open_source(
+        recipe.data, task=recipe.task, size=recipe.image_size, dataset_size=recipe.dataset_size,
+        shapes_mix=recipe.shapes_mix,
+    )
     config = transformer_config_for(
         read_geometry(geometry or DEFAULT_GEOMETRY), task=recipe.task, image_size=recipe.image_size, vae=vae,
         text_dim=text_dim, num_classes=source.num_classes, attention=attention,

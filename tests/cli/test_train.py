@@ -69,6 +69,7 @@ def test_train_export_and_generate(lina, parts, tmp_path):
         (["train", "model", "--out", "run", "--parts", "p", "--dtype", "fp16"], "fp16 training is not supported"),
         (["train", "model", "--out", "run", "--parts", "p", "--task", "video"], "t2i or c2i"),
         (["train", "vae", "--out", "p", "--widths", "8,x"], "comma-separated"),
+        (["train", "model", "--out", "run", "--parts", "p", "--shapes-mix", "position:3"], "expected TASK=WEIGHT"),
     ],
 )
 def test_flags_that_do_not_fit_are_usage_errors(lina, args, message):

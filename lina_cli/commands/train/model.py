@@ -59,6 +59,8 @@ DataOpt = option(str, "--data", help="'shapes', a class-folder tree, a folder wi
 TaskOpt = option(str, "--task", metavar="t2i|c2i", help="default: the data's kind (shapes: t2i) or the --init-from model's")
 SizeOpt = option(int, "--size", min=1, help=f"image side in px [default: {DEFAULTS.image_size}]")
 DatasetSizeOpt = option(int, "--dataset-size", min=1, help=f"images in the shapes dataset [default: {DEFAULTS.dataset_size}]")
+ShapesMixOpt = option(str, "--shapes-mix", metavar="TASK=W,...", help="relative weights of the shapes tasks, e.g. "
+                      "position=3,color_attr=2 (a task left out weighs 1) [default: all equal]")
 ConfigOpt = option(str, "--config", help=f"transformer geometry: a preset ({', '.join(PRESETS)}) or a JSON file with "
                    f"'arch' and 'text_token_len' [default: {DEFAULT_GEOMETRY}]")
 PartsOpt = option(Path, "--parts", help="folder with vae/ (t2i: also text_encoder/, tokenizer/), as `lina train vae` "
@@ -90,6 +92,7 @@ def model(
     task: TaskOpt = None,
     size: SizeOpt = None,
     dataset_size: DatasetSizeOpt = None,
+    shapes_mix: ShapesMixOpt = None,
     config: ConfigOpt = None,
     parts: PartsOpt = None,
     init_from: InitFromOpt = None,
@@ -154,7 +157,8 @@ def model(
     printer = Printer(setting["format"], enabled=context.is_main)
     target = resolve_device_option(setting["device"], context.local_rank if context.enabled else None)
     recipe = {
-        "data": data, "task": task, "image_size": size, "dataset_size": dataset_size, "steps": steps,
+        "data": data, "task": task, "image_size": size, "dataset_size": dataset_size,
+        "shapes_mix": None if shapes_mix is None else _parse_shapes_mix(shapes_mix), "steps": steps,
         "batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "ema_every": ema_every,
         "grad_clip": grad_clip, "checkpoint_every": checkpoint_every, "log_every": log_every, "seed": seed, "dtype": dtype,
     }
@@ -189,6 +193,21 @@ def model(
     if export_folder is not None and context.is_main:
         exported = export_run(out, export_folder, dtype=export_dtype)
         printer.line(f"[green]exported[/] {escape(str(exported))}  [dim]lina generate -m {escape(str(exported))} ...[/]")
+
+
+def _parse_shapes_mix(text: str) -> dict[str, float]:
+    """"position=3,color_attr=2" → {"position": 3.0, "color_attr": 2.0}; which tasks and weights are valid is the
+    recipe's to say."""
+    mix = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        task, _, weight = item.partition("=")
+        try:
+            mix[task.strip()] = float(weight)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: expected TASK=WEIGHT, e.g. position=3", param_hint="--shapes-mix") from None
+    if not mix:
+        raise typer.BadParameter("expected TASK=WEIGHT pairs, e.g. position=3,color_attr=2", param_hint="--shapes-mix")
+    return mix
 
 
 def _warn_about_a_slow_ema(printer: Printer, recipe: TrainRecipe) -> None:

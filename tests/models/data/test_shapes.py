@@ -47,6 +47,17 @@ def test_other_seed_gives_other_samples():
     assert differing == 20
 
 
+def test_task_weights_set_how_often_each_task_is_drawn():
+    weighted = ShapesDataset(SIZE, seed=1, length=600, tags=("colors", "position"), weights=(1.0, 3.0))
+    tags = [weighted[i].metadata["tag"] for i in range(600)]
+    assert 0.68 < tags.count("position") / 600 < 0.82  # 3 in 4 expected
+    only = ShapesDataset(SIZE, seed=1, length=20, tags=TAGS, weights=tuple(float(tag == "color_attr") for tag in TAGS))
+    assert {only[i].metadata["tag"] for i in range(20)} == {"color_attr"}
+    # equal weights draw through another call than the unweighted default, whose samples stay as they were
+    unweighted = ShapesDataset(SIZE, seed=1, length=20)
+    assert unweighted.weights is None and unweighted[0].caption == ShapesDataset(SIZE, seed=1, length=20)[0].caption
+
+
 def test_render_scene_is_deterministic_by_rng():
     metadata = position("circle", "left of", "square", subject_count=2)
     same = [render_scene(metadata, SIZE, random.Random(7)).tobytes() for _ in range(2)]
@@ -192,6 +203,8 @@ def test_evaluation_prompts_are_fixed_and_valid():
         ({"size": 16}, "at least 32 px"),
         ({"length": 0}, "at least 1"),
         ({"tags": ("spatial",)}, "choose one or more of single_object"),
+        ({"tags": ("colors", "position"), "weights": (1.0,)}, "one weight ≥ 0 per task"),
+        ({"tags": ("colors", "position"), "weights": (0.0, 0.0)}, "not all 0"),
     ],
 )
 def test_bad_dataset_options(kwargs, message):

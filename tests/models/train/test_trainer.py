@@ -10,9 +10,13 @@ from safetensors.torch import load_file
 
 from models import load_pipeline
 from models.errors import RunFolderError, TrainingConfigError
+from models.eval.geneval.prompts import TAGS
+from models.eval.geneval.rules import RELATIONS
 from models.network.transformer import LinaTransformer
 from models.train.checkpoint import EMA_NAME, MODEL_NAME, latest_checkpoint
+from models.train.data import open_source
 from models.train.export import export
+from models.train.latents import latent_cache_path
 from models.train.prepare import BatchOrder, prepare_data
 from models.train.progress import read_log
 from models.train.run import plan_run, start_run
@@ -121,6 +125,22 @@ def test_init_from_starts_at_the_pipeline_weights_with_its_parts(tiny_parts, tmp
     released = LinaTransformer.from_pretrained(pipeline / "transformer").state_dict()
     assert all(torch.equal(trainer.model.state_dict()[key], value) for key, value in released.items())
     assert trainer.model.image_decoder.head.weight.requires_grad and not trainer.model.video_pos_embed.norm.weight.requires_grad
+
+
+def test_a_shapes_mix_is_recorded_and_names_its_own_latent_cache(tiny_parts, tmp_path):
+    for mix, message in (({"spatial": 2.0}, "shapes_mix tasks"), ({"position": -1.0}, "must be ≥ 0")):
+        with pytest.raises(TrainingConfigError, match=message):
+            plan_run({**TINY_RUN, "shapes_mix": mix}, parts=tiny_parts, geometry="tiny")
+    mix = {tag: float(tag == "position") for tag in TAGS}
+    spec = plan_run({**TINY_RUN, "dataset_size": 6, "shapes_mix": mix}, parts=tiny_parts, geometry="tiny")
+    start_run(tmp_path / "run", spec)
+    data = prepare_data(tmp_path / "run", spec, torch.device("cpu"), builds=True, compute_dtype=torch.float32)
+    # every caption relates a subject to a target: "a photo of <subject> <relation> <target>"
+    assert all(any(relation in caption for relation in RELATIONS) for caption in data.latents.captions)
+    plain = plan_run({**TINY_RUN, "dataset_size": 6}, parts=tiny_parts, geometry="tiny")
+    assert latent_cache_path(tmp_path, open_source("shapes", task="t2i", size=32, dataset_size=6, shapes_mix=mix),
+                             plain.components.vae) != latent_cache_path(
+        tmp_path, open_source("shapes", task="t2i", size=32, dataset_size=6), plain.components.vae)
 
 
 @pytest.mark.slow
