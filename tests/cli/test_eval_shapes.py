@@ -1,4 +1,5 @@
-"""`lina eval shapes` through the real app: --score-only on ground-truth renders, JSON output, flag checks."""
+"""`lina eval shapes` through the real app: --score-only on ground-truth renders, JSON output, flag checks,
+--prompts with a tiny model."""
 
 import json
 import shutil
@@ -6,9 +7,19 @@ import shutil
 import pytest
 
 from models.data.shapes_prompts import evaluation_prompts
+from models.eval.geneval.layout import prompt_folders, read_prompt_metadata, sample_images
 from models.eval.shapes.benchmark import write_ground_truth
+from tests.cli.conftest import FAST
 
 TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+COMPOUND = {
+    "tag": "position",
+    "include": [
+        {"class": "square", "count": 1, "color": "blue"},
+        {"class": "circle", "count": 2, "color": "red", "position": ["left of", 0]},
+    ],
+    "prompt": "two red circles left of a blue square",
+}
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +105,55 @@ def test_class_conditional_model_is_refused(lina, tiny_c2i_folder, tmp_path):
     assert result.exit_code == 1
     assert "is a c2i model" in result.output
     assert not [path for path in (tmp_path / "out").rglob("*") if path.is_file()]  # no metadata, no images
+
+
+# ----------------------------------------------------------------------------------------------------
+# --prompts FILE
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    path = tmp_path / "my-prompts.jsonl"
+    path.write_text(json.dumps(COMPOUND) + "\n\n")  # a trailing blank line is allowed
+    return path
+
+
+def test_own_prompts_one_prompt_many_seeds(lina, tiny_t2i_folder, prompts_file, tmp_path):
+    out = tmp_path / "out"
+    result = lina("eval", "shapes", "-m", tiny_t2i_folder, "--prompts", prompts_file, "-n", "3", "-o", out, *FAST,
+                  "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["images"] == 3
+    [(index, folder)] = prompt_folders(out)
+    assert index == 0 and read_prompt_metadata(folder) == COMPOUND
+    assert [path.name for path in sample_images(folder)] == ["00000.png", "00001.png", "00002.png"]
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 3
+    assert all(line["prompt"] == COMPOUND["prompt"] and json.loads(line["metadata"]) == COMPOUND for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"tag": "colors", "include": [', "not valid JSON"),
+        (json.dumps(COMPOUND).replace('"blue"', '"teal"'), "include clause 0 has colour 'teal'"),
+        (json.dumps(COMPOUND).replace('"circle"', '"star"'), "include clause 1 has shape 'star'"),
+    ],
+    ids=["json", "colour", "shape"],
+)
+def test_a_bad_prompts_line_is_one_line_with_its_number(lina, tmp_path, line, message):
+    path = tmp_path / "my-prompts.jsonl"
+    path.write_text(json.dumps(COMPOUND) + "\n" + line + "\n")
+    # read before the model loads, so the alias is never resolved
+    result = lina("eval", "shapes", "-m", "lina-shapes", "--prompts", path, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    [error] = [text for text in result.output.splitlines() if text.startswith("error:")]
+    assert error.startswith(f"error: {path}:2: ") and message in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_prompts_with_score_only_is_refused(lina, prompts_file):
+    result = lina("eval", "shapes", "--score-only", "x", "--prompts", prompts_file)
+    assert result.exit_code == 2
+    assert "drop --prompts" in result.output

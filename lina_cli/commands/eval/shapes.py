@@ -1,4 +1,4 @@
-"""`lina eval shapes`: the shapes benchmark — generate its fixed prompt set with a model, score it, print the table.
+"""`lina eval shapes`: the shapes benchmark — generate its prompt set (or yours) with a model, score it, print it.
 
 Thin command: parse, check that the flags fit together, call `models.eval.shapes.benchmark`, print.
 The model and the library are imported inside the command, so `lina --help` stays fast.
@@ -38,12 +38,16 @@ DEFAULT_OUTPUT = Path("eval-shapes")
 SHAPES_EXAMPLES = [
     "lina eval shapes -m lina-shapes",
     "lina eval shapes -m ./my-shapes-model -o eval-shapes -n 4 -s 0 --json score.json",
+    "lina eval shapes -m lina-shapes --prompts my-prompts.jsonl -n 50   # your own prompts, 50 seeds each",
     "lina eval shapes --score-only eval-shapes   # re-score a folder in GenEval's layout",
     "lina eval shapes -m lina-shapes --device cpu --json - | jq .overall",
 ]
 SHAPES_NOTE = (
     "The prompt set: 114 GenEval-style prompts over circles, squares and triangles in 8 colours (single object, "
-    "two objects, counting, colours, position, colour attribution); images go in GenEval's folder layout."
+    "two objects, counting, colours, position, colour attribution); images go in GenEval's folder layout. "
+    "--prompts FILE replaces it with yours, in GenEval's evaluation_metadata.jsonl format, one object per line: "
+    '{"tag": "position", "include": [{"class": "square", "count": 1, "color": "blue"}, {"class": "circle", '
+    '"count": 2, "color": "red", "position": ["left of", 0]}], "prompt": "two red circles left of a blue square"}'
 )
 
 ShapesModelOpt = Annotated[Optional[str], typer.Option(
@@ -57,6 +61,11 @@ ScoreOnlyOpt = Annotated[Optional[Path], typer.Option(
     "--score-only", metavar="DIR", show_default=False,
     help="generate nothing: score the images already in DIR (<index:05d>/metadata.jsonl, samples/*.png)",
 )]
+PromptsOpt = Annotated[Optional[Path], typer.Option(
+    "--prompts", metavar="FILE", exists=True, dir_okay=False, readable=True, show_default=False,
+    help="generate your own prompt set instead of the fixed one: GenEval metadata lines (evaluation_metadata.jsonl "
+         "format) with shapes circle, square, triangle and palette colours",
+)]
 ImagesOpt = Annotated[int, typer.Option("--images-per-prompt", "-n", callback=at_least(1), help="images per prompt (GenEval: 4)")]
 SeedOpt = Annotated[int, typer.Option(
     "--seed", "-s", callback=at_least(0), help="seed of the first image; image j of prompt p uses seed + p·n + j"
@@ -67,6 +76,7 @@ def shapes(
     model: ShapesModelOpt = None,
     output: OutputOpt = None,
     score_only: ScoreOnlyOpt = None,
+    prompts_file: PromptsOpt = None,
     images_per_prompt: ImagesOpt = 4,
     seed: SeedOpt = 0,
     json_path: JsonOpt = None,
@@ -83,12 +93,14 @@ def shapes(
 ) -> None:
     """Score a text-to-image model on the shapes benchmark: per-task accuracy and the overall score.
 
-    Generates n images for each prompt of the fixed shapes prompt set, in GenEval's folder layout.
+    Generates n images for each prompt of the fixed shapes prompt set, or of your --prompts FILE, in GenEval's
+    folder layout.
     A programmatic detector finds the objects: connected components, nearest palette colour, shape by fill ratio.
     GenEval's rules judge them; GenEval's results.jsonl goes next to the images.
     """
-    if score_only is not None and (model is not None or output is not None):
-        flag = "--model" if model is not None else "--output"
+    exclusive = {"--model": model, "--output": output, "--prompts": prompts_file}
+    flag = next((name for name, value in exclusive.items() if value is not None), None)
+    if score_only is not None and flag is not None:
         raise typer.BadParameter(f"--score-only scores an existing folder; drop {flag}", param_hint=flag)
     if score_only is None and model is None:
         raise typer.BadParameter("which model? give -m MODEL, or --score-only DIR to score existing images",
@@ -104,21 +116,24 @@ def shapes(
                  "cache_dir": cache_dir, "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "cfg": cfg,
                  "batch_size": batch_size}
         value = {name: resolved.value for name, resolved in resolve_settings(given, list(given)).items()}
-        if not _generate(model, folder, images_per_prompt, seed, value, json_path == STDOUT):
+        if not _generate(model, folder, prompts_file, images_per_prompt, seed, value, json_path == STDOUT):
             return  # a torchrun rank other than 0: rank 0 scores
     _write_score(score_shapes_folder(folder), folder / RESULTS_NAME, json_path)
 
 
-def _generate(model: str, folder: Path, per_prompt: int, seed: int, value: dict[str, Any], stdout_reserved: bool) -> bool:
+def _generate(
+    model: str, folder: Path, prompts_file: Path | None, per_prompt: int, seed: int, value: dict[str, Any],
+    stdout_reserved: bool,
+) -> bool:
     """Make (or finish) the prompt set's images in `folder` through the engine of `lina generate`; False on the
-    torchrun ranks that do not score."""
+    torchrun ranks that do not score. The set is `prompts_file`'s, else the fixed one."""
     from models.data.shapes_prompts import evaluation_prompts
     from models.eval.geneval.run import geneval_conditions, geneval_paths, write_metadata_files
-    from models.eval.shapes.benchmark import check_output_folder
+    from models.eval.shapes.benchmark import check_output_folder, read_prompt_file
     from models.runs.distributed import context_from_env
     from models.runs.generation import RunOptions
 
-    prompts = evaluation_prompts()
+    prompts = read_prompt_file(prompts_file) if prompts_file is not None else evaluation_prompts()
     check_output_folder(folder, prompts)  # before loading: a model can take minutes to load
     context = context_from_env()
     run = ImageRun(

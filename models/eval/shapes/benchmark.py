@@ -1,12 +1,14 @@
-"""The shapes benchmark: generate the fixed prompt set in GenEval's layout, score it with the shapes detector.
+"""The shapes benchmark: generate a prompt set in GenEval's layout, score it with the shapes detector.
 
-`evaluate_shapes` makes `images_per_prompt` images of each of `evaluation_prompts()` with a pipeline and
-writes them in GenEval's folder layout (`<out>/<index:05d>/metadata.jsonl`, `samples/<j:05d>.png`);
+`evaluate_shapes` makes `images_per_prompt` images of each of `evaluation_prompts()` (or of your own set,
+read by `read_prompt_file`) with a pipeline and writes them in GenEval's folder layout
+(`<out>/<index:05d>/metadata.jsonl`, `samples/<j:05d>.png`);
 `score_shapes_folder` judges every image of such a folder with GenEval's rules on the detector's
 detections, writes GenEval's `results.jsonl` and returns GenEval's summary (per-task accuracy, overall =
 their mean). `write_ground_truth` renders the prompts themselves, which a correct scorer must pass.
 """
 
+import json
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,11 +18,13 @@ from PIL import Image
 from models.data.shapes import DEFAULT_IMAGE_SIZE
 from models.data.shapes_prompts import evaluation_prompts
 from models.data.shapes_render import render_scene
+from models.data.shapes_vocab import COLOUR_NAMES, SHAPES
 from models.errors import GenEvalFileError, OutputError
 from models.eval.geneval.layout import (
     METADATA_NAME,
     prompt_folders,
     read_prompt_metadata,
+    read_text,
     sample_images,
     sample_path,
     write_prompt_metadata,
@@ -38,6 +42,68 @@ if TYPE_CHECKING:
 
 RESULTS_NAME = "results.jsonl"
 DEFAULT_IMAGES_PER_PROMPT = 4
+
+
+def read_prompt_file(path: Path) -> list[dict[str, Any]]:
+    """Read a prompt set of your own: GenEval's `evaluation_metadata.jsonl` format, in the shapes' words.
+
+    One metadata dict per non-blank line, `{"tag", "include": [...], "exclude"?: [...], "prompt"}`, the form
+    `evaluation_prompts()` returns; line i (from 0, blank lines skipped) becomes prompt folder i. Every
+    `class` must be one of `SHAPES` and every `color` one of the palette's `COLOUR_NAMES`, since the
+    detector sees nothing else; tags are free (GenEval's six are reported first).
+
+    Returns:
+        The dicts as read, key order kept (prompt folders and results store them verbatim).
+
+    Raises:
+        GenEvalFileError: the file is missing, unreadable or holds no prompt, or a line is not valid JSON,
+            not valid GenEval metadata, or names a shape or colour the detector does not know; the message
+            names the file and line and says what to write instead.
+    """
+    path = Path(path)
+    prompts = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise GenEvalFileError(
+                f"{path}:{number}: not valid JSON ({error.msg}); write one metadata object per line, "
+                f'e.g. {{"tag": "colors", "include": [{{"class": "circle", "count": 1, "color": "red"}}], '
+                f'"prompt": "a photo of a red circle"}}'
+            ) from None
+        # The vocabulary first: an unknown colour should be told the palette, not GenEval's longer list.
+        problem = _vocabulary_problem(entry) or metadata_problem(entry)
+        if problem:
+            raise GenEvalFileError(f"{path}:{number}: {problem}")
+        prompts.append(entry)
+    if not prompts:
+        raise GenEvalFileError(
+            f"{path}: holds no prompts; write one GenEval metadata object per line (evaluation_metadata.jsonl format)"
+        )
+    return prompts
+
+
+def _vocabulary_problem(entry: Any) -> str | None:
+    """A clause's shape or colour that the detector cannot see, in words with the fix; None when there is none.
+
+    Only well-formed parts are looked at: what is malformed is `metadata_problem`'s to report.
+    """
+    clauses = [
+        (f"{kind} clause {index}", clause)
+        for kind in ("include", "exclude")
+        if isinstance(entry, dict) and isinstance(entry.get(kind), list)
+        for index, clause in enumerate(entry[kind])
+        if isinstance(clause, dict)
+    ]
+    for where, clause in clauses:
+        shape, colour = clause.get("class"), clause.get("color")
+        if isinstance(shape, str) and shape not in SHAPES:
+            return f"{where} has shape {shape!r}; use a shape the detector knows: {', '.join(SHAPES)}"
+        if colour is not None and colour not in COLOUR_NAMES:
+            return f"{where} has colour {colour!r}; use a palette colour: {', '.join(COLOUR_NAMES)}"
+    return None
 
 
 def score_image(image: Image.Image, metadata: dict[str, Any]) -> tuple[dict[str, list[Detection]], Verdict]:
@@ -106,7 +172,7 @@ def evaluate_shapes(
         images_per_prompt: images per prompt (GenEval uses 4).
         seed: the seed of the first image.
         ar_steps, diffusion_steps, cfg: sampler settings; None takes the model's defaults.
-        prompts: GenEval-style metadata to generate; default `evaluation_prompts()`.
+        prompts: GenEval-style metadata to generate (e.g. `read_prompt_file(path)`); default `evaluation_prompts()`.
         batch_size: images sampled together.
         events: receives the engine's progress (`models.runs.generation.GenerationEvents`); None: nothing.
 

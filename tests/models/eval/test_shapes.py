@@ -1,5 +1,7 @@
-"""The shapes benchmark: the detector against the renderer's ground truth, GenEval verdicts, the folder scorer."""
+"""The shapes benchmark: the detector against the renderer's ground truth, GenEval verdicts, the folder scorer,
+prompt files of your own."""
 
+import json
 import random
 from collections import deque
 
@@ -10,11 +12,18 @@ from PIL import Image, ImageFilter
 from models.data.shapes import DEFAULT_IMAGE_SIZE, ShapesDataset
 from models.data.shapes_prompts import colors, counting, evaluation_prompts, position, single_object, two_object
 from models.data.shapes_render import draw_scene, layout_scene, render_scene
+from models.errors import GenEvalFileError
 from models.eval.geneval.layout import prompt_folders, read_prompt_metadata, sample_images
 from models.eval.geneval.prompts import TAGS
 from models.eval.geneval.results import read_results
 from models.eval.geneval.summary import verify
-from models.eval.shapes.benchmark import evaluate_shapes, score_image, score_shapes_folder, write_ground_truth
+from models.eval.shapes.benchmark import (
+    evaluate_shapes,
+    read_prompt_file,
+    score_image,
+    score_shapes_folder,
+    write_ground_truth,
+)
 from models.eval.shapes.detector import detect_shapes, label_components
 
 SIZE = 64  # the detector is size-free; the acceptance test below uses the dataset's default size
@@ -205,3 +214,84 @@ def test_evaluate_shapes_writes_genevals_layout(tiny_t2i_folder, tmp_path):
         with Image.open(images[0]) as image:
             assert image.size == (64, 64)
     assert len(read_results(tmp_path / "results.jsonl")) == 4
+
+
+# ----------------------------------------------------------------------------------------------------
+# Prompt files of your own
+# ----------------------------------------------------------------------------------------------------
+
+COMPOUND = {
+    "tag": "position",
+    "include": [
+        {"class": "square", "count": 1, "color": "blue"},
+        {"class": "circle", "count": 2, "color": "red", "position": ["left of", 0]},
+    ],
+    "prompt": "two red circles left of a blue square",
+}
+
+
+def _write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_prompt_file_is_read_as_written(tmp_path):
+    lines = [json.dumps(COMPOUND), "", "  ", json.dumps(colors("circle", "red"))]
+    path = _write_lines(tmp_path / "prompts.jsonl", lines)
+    assert read_prompt_file(path) == [COMPOUND, colors("circle", "red")]
+    assert list(read_prompt_file(path)[0]) == ["tag", "include", "prompt"]  # key order kept
+
+
+def test_the_fixed_set_round_trips_through_a_prompt_file(tmp_path):
+    path = _write_lines(tmp_path / "prompts.jsonl", [json.dumps(metadata) for metadata in evaluation_prompts()])
+    assert read_prompt_file(path) == evaluation_prompts()
+
+
+def test_ground_truth_of_a_compound_prompt_is_scored_correct(tmp_path):
+    [metadata] = read_prompt_file(_write_lines(tmp_path / "prompts.jsonl", [json.dumps(COMPOUND)]))
+    for seed in range(8):
+        _, verdict = score_image(_render(metadata, seed=seed, size=DEFAULT_IMAGE_SIZE), metadata)
+        assert verdict.correct, (seed, verdict.reason)
+    mirrored = json.loads(_with_clause(position=["right of", 0]))
+    _, verdict = score_image(_render(metadata, seed=0, size=DEFAULT_IMAGE_SIZE), mirrored)
+    assert not verdict.correct  # the verdict does look at the relation
+
+
+def _with_clause(**changes):
+    return json.dumps({**COMPOUND, "include": [COMPOUND["include"][0], {**COMPOUND["include"][1], **changes}]})
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"tag": "colors", "include": [', "not valid JSON"),
+        (_with_clause(color="teal"), "include clause 1 has colour 'teal'; use a palette colour: red, orange"),
+        (_with_clause(color="pink"), "has colour 'pink'"),  # a GenEval colour, but not the palette's
+        (_with_clause(**{"class": "star"}), "include clause 1 has shape 'star'; use a shape the detector knows"),
+        (json.dumps({**COMPOUND, "exclude": [{"class": "dog", "count": 1}]}), "exclude clause 0 has shape 'dog'"),
+        (_with_clause(count=0), "needs a positive integer 'count'"),
+        (_with_clause(position=["beside", 0]), "has position ['beside', 0]"),
+        (json.dumps({"tag": "colors", "include": [{"class": "circle", "count": 1}]}), "'prompt' is missing"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+    ids=["json", "colour", "geneval-colour", "shape", "exclude-shape", "count", "relation", "no-prompt", "not-object"],
+)
+def test_a_bad_line_is_named_with_its_number(tmp_path, line, message):
+    path = _write_lines(tmp_path / "prompts.jsonl", [json.dumps(COMPOUND), "", line])
+    with pytest.raises(GenEvalFileError) as caught:
+        read_prompt_file(path)
+    assert str(caught.value).startswith(f"{path}:3: ")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"], ids=["empty", "blank"])
+def test_a_file_without_prompts_is_refused(tmp_path, text):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(text)
+    with pytest.raises(GenEvalFileError, match="holds no prompts"):
+        read_prompt_file(path)
+
+
+def test_a_missing_prompt_file_is_named(tmp_path):
+    with pytest.raises(GenEvalFileError, match="nowhere.jsonl: no such file"):
+        read_prompt_file(tmp_path / "nowhere.jsonl")
