@@ -47,13 +47,13 @@ def tiny_tokenizer() -> CodeGenTokenizerFast:
     )
 
 
-def tiny_phi_config(hidden_size: int = 64) -> PhiConfig:
-    """A 2-layer Phi with Phi-2's partial rotary factor and hidden_size // 16 heads."""
+def tiny_phi_config(hidden_size: int = 64, layers: int = TINY_LAYERS) -> PhiConfig:
+    """A small Phi (2 layers unless asked) with Phi-2's partial rotary factor and hidden_size // 16 heads."""
     return PhiConfig(
         vocab_size=TINY_VOCAB,
         hidden_size=hidden_size,
         intermediate_size=4 * hidden_size,
-        num_hidden_layers=TINY_LAYERS,
+        num_hidden_layers=layers,
         num_attention_heads=hidden_size // TINY_HEAD_DIM,
         partial_rotary_factor=PHI2_PARTIAL_ROTARY,
         max_position_embeddings=TINY_MAX_POSITIONS,
@@ -61,9 +61,9 @@ def tiny_phi_config(hidden_size: int = 64) -> PhiConfig:
 
 
 @torch.no_grad()
-def tiny_phi_model(hidden_size: int = 64, seed: int = 0) -> PhiModel:
+def tiny_phi_model(hidden_size: int = 64, seed: int = 0, layers: int = TINY_LAYERS) -> PhiModel:
     """A random tiny Phi body; LayerNorm weights and all biases are redrawn too, so a skipped load shows."""
-    model = PhiModel(tiny_phi_config(hidden_size))
+    model = PhiModel(tiny_phi_config(hidden_size, layers))
     generator = torch.Generator().manual_seed(seed)
     for name, parameter in model.named_parameters():
         noise = torch.randn(parameter.shape, generator=generator) * WEIGHT_SCALE
@@ -73,8 +73,13 @@ def tiny_phi_model(hidden_size: int = 64, seed: int = 0) -> PhiModel:
 
 
 def write_tiny_text_components(
-    text_encoder_folder: str | Path, tokenizer_folder: str | Path, *, hidden_size: int = 64, seed: int = 0
+    text_encoder_folder: str | Path,
+    tokenizer_folder: str | Path,
+    *,
+    hidden_size: int = 64,
+    seed: int = 0,
+    layers: int = TINY_LAYERS,
 ) -> None:
     """Write `text_encoder/` and `tokenizer/` folders of a tiny random Phi in the official layout."""
-    encoder = PhiTextEncoder(tiny_phi_model(hidden_size, seed), tiny_tokenizer())
+    encoder = PhiTextEncoder(tiny_phi_model(hidden_size, seed, layers), tiny_tokenizer())
     encoder.save_pretrained(text_encoder_folder, tokenizer_folder)

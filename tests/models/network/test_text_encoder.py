@@ -139,8 +139,12 @@ def test_a_layer_stream_holds_one_part_at_a_time_and_puts_every_tensor_back(enco
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU memory is the point")
-def test_an_offloaded_encoder_holds_no_gpu_memory_after_encoding(tiny_folders):
-    offloaded = PhiTextEncoder.from_pretrained(*tiny_folders, device="cuda", offload=True)
+def test_an_offloaded_encoder_holds_no_gpu_memory_after_encoding(tmp_path):
+    # Many layers, so that one layer and the activations are a small part of the weights, as in Phi-2's 32 (a 2-layer
+    # encoder's single layer plus its activations already come to 0.66 of its weights)
+    write_tiny_text_components(tmp_path / "text_encoder", tmp_path / "tokenizer", hidden_size=128, layers=12)
+    offloaded = PhiTextEncoder.from_pretrained(tmp_path / "text_encoder", tmp_path / "tokenizer", device="cuda",
+                                               offload=True)
     weights = sum(p.numel() * p.element_size() for p in offloaded.model.parameters())
     offloaded.encode([PROMPTS[0]], MAX_TOKENS)  # the first matrix product allocates cuBLAS's workspace
     torch.cuda.synchronize()
@@ -149,11 +153,11 @@ def test_an_offloaded_encoder_holds_no_gpu_memory_after_encoding(tiny_folders):
     (features,) = offloaded.encode([PROMPTS[1]], MAX_TOKENS)
     torch.cuda.synchronize()
     # streamed a part at a time: the largest part (a layer or the embeddings) and activations, never all of it
-    assert torch.cuda.max_memory_allocated() - before < 0.6 * weights
+    assert torch.cuda.max_memory_allocated() - before < 0.25 * weights
     assert features.device.type == "cuda" and offloaded.weights_device == torch.device("cpu")
     # only the features stay (a few kB); the copy of the weights is back in the allocator
     assert torch.cuda.memory_allocated() - before < weights / 4
-    kept = PhiTextEncoder.from_pretrained(*tiny_folders, device="cuda")
+    kept = PhiTextEncoder.from_pretrained(tmp_path / "text_encoder", tmp_path / "tokenizer", device="cuda")
     assert kept.weights_device.type == "cuda" and not kept.offload
 
 
