@@ -6,19 +6,15 @@ import shutil
 
 import pytest
 
-from models.data.shapes_prompts import evaluation_prompts
+from models.data.shapes_prompts import evaluation_prompts, position
 from models.eval.geneval.layout import prompt_folders, read_prompt_metadata, sample_images
 from models.eval.shapes.benchmark import write_ground_truth
 from tests.cli.conftest import FAST
 
 TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
-COMPOUND = {
-    "tag": "position",
-    "include": [
-        {"class": "square", "count": 1, "color": "blue"},
-        {"class": "circle", "count": 2, "color": "red", "position": ["left of", 0]},
-    ],
-    "prompt": "two red circles left of a blue square",
+# the README's compound prompt, without the captions' "a photo of"
+COMPOUND = position("circle", "left of", "square", subject_colour="red", target_colour="blue", subject_count=2) | {
+    "prompt": "two red circles left of a blue square"
 }
 
 

@@ -220,13 +220,9 @@ def test_evaluate_shapes_writes_genevals_layout(tiny_t2i_folder, tmp_path):
 # Prompt files of your own
 # ----------------------------------------------------------------------------------------------------
 
-COMPOUND = {
-    "tag": "position",
-    "include": [
-        {"class": "square", "count": 1, "color": "blue"},
-        {"class": "circle", "count": 2, "color": "red", "position": ["left of", 0]},
-    ],
-    "prompt": "two red circles left of a blue square",
+# the README's compound prompt, without the captions' "a photo of"
+COMPOUND = position("circle", "left of", "square", subject_colour="red", target_colour="blue", subject_count=2) | {
+    "prompt": "two red circles left of a blue square"
 }
 
 
