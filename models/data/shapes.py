@@ -68,9 +68,7 @@ class ShapesDataset:
         unknown = [tag for tag in tags if tag not in TAGS]
         if unknown or not tags:
             raise ShapesSceneError(f"tasks {list(tags)!r}: choose one or more of {', '.join(TAGS)}")
-        if weights is not None and (
-            len(weights) != len(tags) or min(weights) < 0 or not sum(weights) > 0
-        ):
+        if weights is not None and (len(weights) != len(tags) or min(weights) < 0 or not sum(weights) > 0):
             raise ShapesSceneError(
                 f"task weights {list(weights)!r} for tasks {list(tags)!r}: need one weight ≥ 0 per task, not all 0"
             )
