@@ -9,19 +9,23 @@ quarters of the distinct captions of a task and reports its accuracy on the rest
 word embeddings alone, a bag of words with no order, is the baseline.
 
     python -m benchmarks.shapes_text_probe -m lina-shapes
+    lina train text-encoder --out runs/lm-parts --steps 400 && python -m benchmarks.shapes_text_probe --parts runs/lm-parts
 """
 
 import argparse
 import itertools
 import random
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from models import load_pipeline
+from models.constants import TEXT_ENCODER_FOLDER, TOKENIZER_FOLDER
 from models.data.shapes_prompts import color_attr, position
 from models.data.shapes_vocab import COLOUR_NAMES, SHAPES
 from models.eval.geneval.rules import RELATIONS
+from models.network.text_encoder import PhiTextEncoder
 
 TRAIN_FRACTION = 0.75
 PROBE_QUERIES, PROBE_WIDTH, PROBE_HIDDEN = 4, 128, 256
@@ -92,9 +96,8 @@ def held_out_accuracy(rows: torch.Tensor, valid: torch.Tensor, labels: torch.Ten
     return (predicted == labels[split:])[named].float().mean().item()
 
 
-def caption_rows(pipe, captions: list[str], max_rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def caption_rows(encoder, captions: list[str], max_rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The text encoder's rows [N, P, dim], their word embeddings alone [N, P, dim], and which rows exist [N, P]."""
-    encoder = pipe.text_encoder
     features = encoder.encode(captions, max_rows)
     width = features[0].shape[1]
     rows = torch.zeros(len(captions), max_rows, width)
@@ -111,18 +114,23 @@ def caption_rows(pipe, captions: list[str], max_rows: int) -> tuple[torch.Tensor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-m", "--model", default="lina-shapes", help="a text-to-image shapes model (default lina-shapes)")
+    parser.add_argument("--parts", type=Path, help="probe this folder's text_encoder/ and tokenizer/ instead of the "
+                        "model's (as `lina train text-encoder` writes them); the model still sets the row count")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     pipe = load_pipeline(args.model, device="cpu")
     max_rows = pipe.transformer.config.text_token_len
+    encoder = pipe.text_encoder
+    if args.parts is not None:
+        encoder = PhiTextEncoder.from_pretrained(args.parts / TEXT_ENCODER_FOLDER, args.parts / TOKENIZER_FOLDER)
     rng = random.Random(args.seed)
     tasks = {"colour attribution": (colour_attribution_task(), NO_COLOUR + 1),
              "position": (position_task(rng), len(SHAPES) * (len(SHAPES) - 1) * len(RELATIONS))}
     for name, ((captions, labels), classes) in tasks.items():
         order = torch.randperm(len(captions), generator=torch.Generator().manual_seed(args.seed))
         captions, labels = [captions[i] for i in order], labels[order]
-        rows, words, valid = caption_rows(pipe, captions, max_rows)
+        rows, words, valid = caption_rows(encoder, captions, max_rows)
         encoded = held_out_accuracy(rows, valid, labels, classes, args.seed)
         bag = held_out_accuracy(words, valid, labels, classes, args.seed)
         print(f"{name}: {len(captions)} captions; held-out accuracy from the text encoder's rows {encoded:.3f}, "

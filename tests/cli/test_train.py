@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 from safetensors import safe_open
 
+from models.network.text_encoder import PhiTextEncoder
 from models.train.progress import read_log
 from tests.cli.conftest import image_records
 
@@ -76,6 +78,18 @@ def test_flags_that_do_not_fit_are_usage_errors(lina, args, message):
     result = lina(*args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_a_text_encoder_trained_as_a_language_model(lina, tmp_path):
+    made = lina("train", "text-encoder", "--out", "lm", "--hidden", "32", "--layers", "1", "--steps", "5", "-b", "16",
+                "--device", "cpu")
+    assert made.exit_code == 0, made.output
+    assert "trained 5 steps, next-word loss" in made.output
+    random = lina("train", "text-encoder", "--out", "random", "--hidden", "32", "--layers", "1")
+    assert random.exit_code == 0, random.output
+    rows = [PhiTextEncoder.from_pretrained(tmp_path / name / "text_encoder", tmp_path / name / "tokenizer")
+            .encode(["a photo of a red circle"], 8)[0] for name in ("lm", "random")]
+    assert not torch.allclose(*rows)
 
 
 def test_missing_parts_and_resuming_nothing(lina, tmp_path):

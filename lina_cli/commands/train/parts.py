@@ -31,6 +31,7 @@ VAE_EXAMPLES = [
 TEXT_EXAMPLES = [
     "lina train text-encoder --out runs/shapes-parts   # a random 2-layer Phi and a word-level tokenizer for shapes captions",
     "lina train text-encoder --data my-captions.jsonl --hidden 256 --out runs/my-parts",
+    "lina train text-encoder --out runs/lm-parts --steps 400   # trained as a next-word model of the captions instead",
 ]
 
 DEFAULTS = VAERecipe()
@@ -106,12 +107,32 @@ def text_encoder(
     data: DataOpt = "shapes",
     hidden: Annotated[int, typer.Option("--hidden", min=32, help="width of the Phi body (the text features' width)")] = 128,
     layers: Annotated[int, typer.Option("--layers", min=1, help="Phi layers")] = 2,
-    seed: Annotated[int, typer.Option("--seed", "-s", min=0, help="seed of the random weights")] = 0,
+    seed: Annotated[int, typer.Option("--seed", "-s", min=0, help="seed of the random weights and of the training")] = 0,
+    steps: Annotated[int, typer.Option(
+        "--steps", min=0, help="train the Phi as a next-word model of the captions for this many steps (0: keep it random)"
+    )] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="captions per step")] = 256,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="learning rate of that training")] = 3e-3,
+    device: DeviceOpt = None,
 ) -> None:
-    """Write OUT/text_encoder/ (a frozen-random Phi) and OUT/tokenizer/ (one token per caption word), offline."""
-    from models.train.text_parts import captions_of, make_text_parts
+    """Write OUT/text_encoder/ (a Phi, frozen-random or trained as a language model on the captions) and OUT/tokenizer/
+    (one token per caption word), offline."""
+    from models.train.text_parts import (
+        build_text_parts,
+        captions_of,
+        language_model_captions,
+        save_text_parts,
+        train_language_model,
+    )
 
-    encoder = make_text_parts(out, captions_of(data), hidden_size=hidden, layers=layers, seed=seed)
+    encoder = build_text_parts(captions_of(data), hidden_size=hidden, layers=layers, seed=seed)
+    trained = ""
+    if steps:
+        target = resolve_device_option(resolve_settings({"device": device}, ["device"])["device"].value)
+        losses = train_language_model(encoder, language_model_captions(data, seed), steps=steps,
+                                      batch_size=batch_size, lr=lr, seed=seed, device=target)
+        trained = f" · trained {steps} steps, next-word loss {losses[0]:.3f} → {losses[-1]:.3f}"
+    save_text_parts(encoder, out)
     parameters = sum(p.numel() for p in encoder.model.parameters())
     Printer().line(f"[green]wrote[/] {escape(str(out))}/text_encoder and tokenizer  "
-                   f"[dim]{parameters:,} parameters · vocabulary {len(encoder.tokenizer)}[/]")
+                   f"[dim]{parameters:,} parameters · vocabulary {len(encoder.tokenizer)}{trained}[/]")
