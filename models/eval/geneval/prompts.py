@@ -8,6 +8,7 @@ a JSON list of `{"id", "prompt", "dense_prompt"}`) while scoring against the ori
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,14 @@ class RewrittenPrompt:
     dense_prompt: str
 
 
-def read_metadata(path: Path) -> list[dict[str, Any]]:
+def read_metadata(path: Path, check: Callable[[Any], str | None] | None = None) -> list[dict[str, Any]]:
     """Read and check GenEval's `evaluation_metadata.jsonl`: one prompt's metadata per non-blank line.
 
     The dicts are returned as read (key order kept), since results files store them verbatim.
+
+    Args:
+        check: a further rule for each line, asked first (e.g. the shapes detector's vocabulary); it returns what
+            is wrong in words, or None.
 
     Raises:
         GenEvalFileError: the file is missing or empty, or a line is not valid metadata; the message names
@@ -45,13 +50,20 @@ def read_metadata(path: Path) -> list[dict[str, Any]]:
         try:
             entry = json.loads(line)
         except json.JSONDecodeError as error:
-            raise GenEvalFileError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        problem = metadata_problem(entry)
+            raise GenEvalFileError(
+                f"{path}:{number}: not valid JSON ({error.msg}); write one metadata object per line, "
+                f'e.g. {{"tag": "colors", "include": [{{"class": "circle", "count": 1, "color": "red"}}], '
+                f'"prompt": "a photo of a red circle"}}'
+            ) from None
+        problem = (check(entry) if check is not None else None) or metadata_problem(entry)
         if problem:
             raise GenEvalFileError(f"{path}:{number}: {problem}")
         entries.append(entry)
     if not entries:
-        raise GenEvalFileError(f"{path}: holds no metadata lines; expected GenEval's evaluation_metadata.jsonl")
+        raise GenEvalFileError(
+            f"{path}: holds no prompts (no metadata lines); write one GenEval metadata object per line "
+            "(evaluation_metadata.jsonl format)"
+        )
     return entries
 
 

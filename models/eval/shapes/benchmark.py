@@ -8,7 +8,6 @@ detections, writes GenEval's `results.jsonl` and returns GenEval's summary (per-
 their mean). `write_ground_truth` renders the prompts themselves, which a correct scorer must pass.
 """
 
-import json
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,12 +23,11 @@ from models.eval.geneval.layout import (
     METADATA_NAME,
     prompt_folders,
     read_prompt_metadata,
-    read_text,
     sample_images,
     sample_path,
     write_prompt_metadata,
 )
-from models.eval.geneval.prompts import metadata_problem
+from models.eval.geneval.prompts import metadata_problem, read_metadata
 from models.eval.geneval.results import ResultLine, write_results
 from models.eval.geneval.rules import Detection, Verdict, evaluate, filter_detections
 from models.eval.geneval.summary import Summary, summarize
@@ -60,29 +58,8 @@ def read_prompt_file(path: Path) -> list[dict[str, Any]]:
             not valid GenEval metadata, or names a shape or colour the detector does not know; the message
             names the file and line and says what to write instead.
     """
-    path = Path(path)
-    prompts = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise GenEvalFileError(
-                f"{path}:{number}: not valid JSON ({error.msg}); write one metadata object per line, "
-                f'e.g. {{"tag": "colors", "include": [{{"class": "circle", "count": 1, "color": "red"}}], '
-                f'"prompt": "a photo of a red circle"}}'
-            ) from None
-        # The vocabulary first: an unknown colour should be told the palette, not GenEval's longer list.
-        problem = _vocabulary_problem(entry) or metadata_problem(entry)
-        if problem:
-            raise GenEvalFileError(f"{path}:{number}: {problem}")
-        prompts.append(entry)
-    if not prompts:
-        raise GenEvalFileError(
-            f"{path}: holds no prompts; write one GenEval metadata object per line (evaluation_metadata.jsonl format)"
-        )
-    return prompts
+    # The vocabulary first: an unknown colour should be told the palette, not GenEval's longer list.
+    return read_metadata(Path(path), check=_vocabulary_problem)
 
 
 def _vocabulary_problem(entry: Any) -> str | None:
