@@ -5,6 +5,9 @@ on the parameters of norm layers (`get_param_groups`); a learning rate that rise
 warm-up, then stays constant (`ConstantLR`); an fp32 EMA copy of the weights, updated every N steps with
 decay d as ema ← d·ema + (1 − d)·θ for the trainable parameters (`ModelEMA`, the same deepcopy-and-freeze
 recipe as DiT's `train.py`).
+
+Beyond the authors' schedule, an optional cool-down: the last N steps of a run take the learning rate linearly to 0
+(the warm-up/stable/decay shape), which a run of known length can use to end on settled weights.
 """
 
 import copy
@@ -45,20 +48,29 @@ def warmup_factor_at(step: int, warmup: int, start_factor: float) -> float:
     return alpha + (1 - alpha) * start_factor
 
 
-class WarmupConstant:
-    """`warmup_factor_at` as a picklable callable, so `LambdaLR` state dicts stay plain data."""
+def cooldown_factor_at(step: int, steps: int, cooldown: int) -> float:
+    """Learning-rate multiplier of step `step` (0-based) of a `steps`-step run whose last `cooldown` steps decay
+    linearly to 0: 1 before them, then (steps − step)/cooldown, so the last step runs at 1/cooldown of the rate."""
+    if cooldown == 0 or step < steps - cooldown:
+        return 1.0
+    return max(0.0, (steps - step) / cooldown)
 
-    def __init__(self, warmup: int, start_factor: float):
-        self.warmup, self.start_factor = warmup, start_factor
+
+class WarmupStableDecay:
+    """The warm-up, then a constant rate, then the cool-down (none when `cooldown` is 0), as a picklable callable
+    so `LambdaLR` state dicts stay plain data."""
+
+    def __init__(self, warmup: int, start_factor: float, steps: int = 0, cooldown: int = 0):
+        self.warmup, self.start_factor, self.steps, self.cooldown = warmup, start_factor, steps, cooldown
 
     def __call__(self, step: int) -> float:
-        return warmup_factor_at(step, self.warmup, self.start_factor)
+        return warmup_factor_at(step, self.warmup, self.start_factor) * cooldown_factor_at(step, self.steps, self.cooldown)
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, warmup: int, start_factor: float
+    optimizer: torch.optim.Optimizer, warmup: int, start_factor: float, steps: int = 0, cooldown: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupConstant(warmup, start_factor))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupStableDecay(warmup, start_factor, steps, cooldown))
 
 
 def gradient_norm(parameters: Iterable[nn.Parameter], max_norm: float | None) -> torch.Tensor:

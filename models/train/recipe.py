@@ -46,6 +46,8 @@ class TrainRecipe:
         steps: optimiser steps of the whole run.
         batch_size: images per step across all processes (the global batch).
         lr, warmup, warmup_factor: constant learning rate after a linear warm-up from `warmup_factor`·lr.
+        cooldown: the last `cooldown` steps of `steps` take the learning rate linearly to 0 (0: no cool-down, as the
+            authors).
         weight_decay, betas: AdamW's; LayerNorm/GroupNorm parameters get no decay.
         grad_clip: clip the gradient norm to this (None: no clipping, as the authors).
         ema_decay, ema_every: EMA of the weights, updated every `ema_every` steps.
@@ -66,6 +68,7 @@ class TrainRecipe:
     lr: float = 1e-4
     warmup: int = 1000
     warmup_factor: float = 0.001
+    cooldown: int = 0
     weight_decay: float = 0.02
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float | None = None
@@ -91,6 +94,8 @@ class TrainRecipe:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
         if self.warmup < 0 or not 0 < self.warmup_factor <= 1:
             problems.append(f"warmup={self.warmup}, warmup_factor={self.warmup_factor} (need ≥ 0 and in (0, 1])")
+        if not 0 <= self.cooldown <= self.steps:
+            problems.append(f"cooldown={self.cooldown} (need 0 ≤ cooldown ≤ steps={self.steps})")
         if not self.lr > 0 or self.weight_decay < 0:
             problems.append(f"lr={self.lr}, weight_decay={self.weight_decay} (need lr > 0, decay ≥ 0)")
         if not 0 <= self.ema_decay < 1 or not 0 <= self.condition_dropout < 1:

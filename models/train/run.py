@@ -34,8 +34,9 @@ from models.version import __version__
 RUN_NAME = "run.json"
 LOG_NAME = "log.jsonl"
 CACHE_FOLDER = "cache"
-# Recipe fields a resumed run may change: they decide when it stops and how often it writes, not what it learns.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every")
+# Recipe fields a resumed run may change: when it stops, how often it writes, and the cool-down of its last steps
+# (the point of a warm-up/stable/decay schedule is that the decay can be decided once the run's length is known).
+RESUMABLE_CHANGES = ("steps", "cooldown", "checkpoint_every", "log_every")
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ class Trainer:
         self.model = prepare_for_training_(model).to(device)
         self.ema = ModelEMA(self.model, recipe.ema_decay)
         self.optimizer = build_optimizer(self.model, recipe.lr, recipe.weight_decay, recipe.betas)
-        self.scheduler = build_scheduler(self.optimizer, recipe.warmup, recipe.warmup_factor)
+        self.scheduler = build_scheduler(self.optimizer, recipe.warmup, recipe.warmup_factor, recipe.steps, recipe.cooldown)
         self.cpu_generator = torch.Generator().manual_seed(recipe.seed)
         self.generator = torch.Generator(device).manual_seed(recipe.seed + NOISE_SEED_OFFSET)
         if checkpoint is not None:
@@ -161,7 +161,13 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        # The checkpoint gives the schedule's position; its shape is the recipe's, which a resumed run may change
+        # (a longer --steps, a --cooldown decided late), so the saved copy of the shape is not loaded and the rate
+        # of the next step is set from the recipe's schedule.
+        shapes_left_out = [None] * len(self.scheduler.lr_lambdas)
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": shapes_left_out})
+        for group, base_lr, schedule in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base_lr * schedule(self.scheduler.last_epoch)
         self.cpu_generator.set_state(state["generators"]["cpu"])
         self.generator.set_state(state["generators"]["device"])
 
@@ -256,7 +262,7 @@ def train(
         run_dir: the run folder (`models.train.run`).
         spec: what to train; required to start, ignored when resuming (the folder's `run.json` is used).
         resume: continue the run in `run_dir` from its latest checkpoint.
-        changes: recipe fields to change when resuming (only steps, checkpoint_every, log_every may differ).
+        changes: recipe fields to change when resuming (only those in `models.train.run.RESUMABLE_CHANGES` may differ).
         device: None → CUDA when available (this process's GPU under torchrun), else the CPU.
         workers: processes rendering or decoding images while caches are built (None: `default_workers`).
         on_setup: called as on_setup(stage, done, total) while caches are built (main process).

@@ -68,6 +68,8 @@ PartsOpt = option(Path, "--parts", help="folder with vae/ (t2i: also text_encode
 InitFromOpt = option(str, "--init-from", metavar="MODEL", help="fine-tune a pipeline (folder, alias or hub repo), its parts too")
 AttentionOpt = option(str, "--attention", metavar="linear|softmax", help="the attention of a new model [default: linear]")
 WarmupOpt = option(int, "--warmup", min=0, help=f"linear warm-up steps [default: {DEFAULTS.warmup}]")
+CooldownOpt = option(int, "--cooldown", min=0, metavar="STEPS", help="take the learning rate linearly to 0 over the "
+                     "last STEPS of --steps (may be added when resuming) [default: none, as the authors]")
 EmaDecayOpt = option(float, "--ema-decay", help=f"EMA decay [default: {DEFAULTS.ema_decay}]")
 EmaEveryOpt = option(int, "--ema-every", min=1, help=f"steps between EMA updates [default: {DEFAULTS.ema_every}]")
 GradClipOpt = option(float, "--grad-clip", help="clip the gradient norm to this [default: no clipping, as the authors]")
@@ -101,6 +103,7 @@ def model(
     batch_size: batch_option(DEFAULTS.batch_size, ", across all processes (the global batch)") = None,
     lr: lr_option(DEFAULTS.lr, " after the warm-up") = None,
     warmup: WarmupOpt = None,
+    cooldown: CooldownOpt = None,
     ema_decay: EmaDecayOpt = None,
     ema_every: EmaEveryOpt = None,
     grad_clip: GradClipOpt = None,
@@ -159,7 +162,7 @@ def model(
     recipe = {
         "data": data, "task": task, "image_size": size, "dataset_size": dataset_size,
         "shapes_mix": None if shapes_mix is None else _parse_shapes_mix(shapes_mix), "steps": steps,
-        "batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "ema_every": ema_every,
+        "batch_size": batch_size, "lr": lr, "warmup": warmup, "cooldown": cooldown, "ema_decay": ema_decay, "ema_every": ema_every,
         "grad_clip": grad_clip, "checkpoint_every": checkpoint_every, "log_every": log_every, "seed": seed, "dtype": dtype,
     }
     given = {key: value for key, value in recipe.items() if value is not None}

@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from models.train.optim import ModelEMA, build_optimizer, build_scheduler, gradient_norm, warmup_factor_at
+from models.train.optim import (
+    ModelEMA,
+    build_optimizer,
+    build_scheduler,
+    cooldown_factor_at,
+    gradient_norm,
+    warmup_factor_at,
+)
 
 
 def test_warmup_rises_linearly_from_a_thousandth_then_stays():
@@ -26,6 +33,21 @@ def test_warmup_rises_linearly_from_a_thousandth_then_stays():
     assert seen == pytest.approx(expected)
     assert optimizer.defaults["betas"] == (0.9, 0.95)
 
+
+
+def test_a_cooldown_takes_the_last_steps_linearly_to_zero():
+    assert [cooldown_factor_at(step, 10, 4) for step in range(10)] == [1.0] * 6 + [1.0, 0.75, 0.5, 0.25]
+    assert all(cooldown_factor_at(step, 10, 0) == 1.0 for step in range(12))
+
+    model = nn.Linear(3, 2)
+    optimizer = build_optimizer(model, lr=0.5, weight_decay=0.02, betas=(0.9, 0.95))
+    scheduler = build_scheduler(optimizer, warmup=2, start_factor=0.001, steps=6, cooldown=3)
+    seen = []
+    for _ in range(6):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.5 * (0.5 + 0.5 * 0.001), 0.5, 0.5, 0.5, 0.5 * 2 / 3, 0.5 / 3])
 
 def test_ema_updates_trainable_parameters_only():
     model = nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))

@@ -83,6 +83,23 @@ def test_resume_can_extend_a_run(tiny_parts, tmp_path):
     assert result.step == 3 and [line["step"] for line in read_log(tmp_path / "run")] == [1, 2, 3]
 
 
+
+def test_a_cooldown_added_on_resume_trains_as_one_planned_from_the_start(tiny_parts, tmp_path):
+    planned = train(tmp_path / "planned", plan_run({**TINY_RUN, "cooldown": 3}, parts=tiny_parts, geometry="tiny"),
+                    device="cpu")
+    lrs = [line["lr"] for line in read_log(tmp_path / "planned")]
+    assert planned.step == 6 and lrs[2:] == pytest.approx([TINY_RUN["lr"] * f for f in (1, 1, 2 / 3, 1 / 3)])
+
+    # the same run without a cool-down, stopped at its step-3 checkpoint, then resumed with --cooldown 3
+    spec = plan_run({**TINY_RUN, "steps": 3}, parts=tiny_parts, geometry="tiny")
+    train(tmp_path / "late", spec, device="cpu")
+    train(tmp_path / "late", resume=True, changes={"steps": 6, "cooldown": 3}, device="cpu")
+
+    def losses(run):
+        return [(line["step"], line["loss"], line["lr"]) for line in read_log(tmp_path / run)]
+
+    assert losses("late") == losses("planned")
+
 def test_batches_walk_seeded_epochs():
     order = BatchOrder(num_images=5, batch_size=3, seed=7)
     batches = [order.batch(step).tolist() for step in range(5)]
