@@ -18,15 +18,20 @@ if TYPE_CHECKING:
     import torch
 
 
-def setting_help(name: str) -> str:
-    """Help text of a setting, with its built-in default, from the one table in `lina_cli.settings`."""
+def setting_help(name: str, command_default: Any = None) -> str:
+    """Help text of a setting, with its built-in default (or the command's own), from the one table in
+    `lina_cli.settings`."""
     setting = SETTINGS[name]
-    default = "" if setting.default is None else f" [default: {setting.default}]"
+    shown = setting.default if command_default is None else command_default
+    default = "" if shown is None else f" [default: {shown}]"
     return escape(f"{setting.help}.{default}")  # help is rich markup; the brackets are literal
 
 
-def setting_option(*names: str, setting: str, kind: type = str, **extra: Any):
+def setting_option(*names: str, setting: str, kind: type = str, command_default: Any = None, **extra: Any):
     """An `Optional[kind]` option for a setting of `SETTINGS`: default None ("not given"), help from the table.
+
+    `command_default` is what the command uses when neither the command line, the environment nor a config file
+    sets the setting (the command applies it; here it only shows in the help).
 
     A value given on the command line is checked against the setting's rules (minimum, choices, finite) here, so a
     bad one is a usage error (exit 2) that names the option, before anything is loaded.
@@ -39,7 +44,8 @@ def setting_option(*names: str, setting: str, kind: type = str, **extra: Any):
 
     # Optional[...] rather than `X | None`: Typer reads these annotations at run time, also on Python 3.10.
     return Annotated[
-        Optional[kind], typer.Option(*names, help=setting_help(setting), show_default=False, callback=check, **extra)
+        Optional[kind],
+        typer.Option(*names, help=setting_help(setting, command_default), show_default=False, callback=check, **extra),
     ]
 
 

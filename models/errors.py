@@ -57,6 +57,10 @@ class InvalidDeviceError(LinaError, ValueError):
     """A device name torch does not know (e.g. `--device tpu`)."""
 
 
+class InvalidDtypeError(LinaError, ValueError):
+    """A compute dtype lina does not run in (e.g. `dtype="float64"`)."""
+
+
 class MetadataError(LinaError):
     """An image without readable `lina` metadata."""
 

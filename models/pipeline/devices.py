@@ -3,9 +3,11 @@
 import torch
 
 from models.constants import DTYPE_NAMES
-from models.errors import DeviceUnavailableError, InvalidDeviceError
+from models.errors import DeviceUnavailableError, InvalidDeviceError, InvalidDtypeError
 
 DTYPES = dict(zip(DTYPE_NAMES, (torch.bfloat16, torch.float16, torch.float32), strict=True))
+# torch's own names, which library callers write as naturally as the CLI's short ones
+DTYPE_ALIASES = {str(dtype).removeprefix("torch."): name for name, dtype in DTYPES.items()}
 
 
 def resolve_device(requested: str | torch.device | None, local_rank: int | None = None) -> torch.device:
@@ -40,11 +42,18 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None/"auto" → bfloat16 on CUDA (the paper's evaluation dtype), float32 on CPU."""
+    """None/"auto" → bfloat16 on CUDA (the paper's evaluation dtype), float32 on CPU; "bf16"/"bfloat16" and the
+    other short and torch names, or a torch.dtype, as given.
+
+    Raises:
+        InvalidDtypeError: a name that is none of these.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: expected one of auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    name = DTYPE_ALIASES.get(dtype, dtype)
+    if name not in DTYPES:
+        raise InvalidDtypeError(f"dtype {dtype!r} is not one lina computes in: use auto, {', '.join(DTYPES)} "
+                                f"(or {', '.join(DTYPE_ALIASES)})")
+    return DTYPES[name]

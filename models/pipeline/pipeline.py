@@ -274,7 +274,8 @@ def load_pipeline(
         name_or_path: folder, alias (`lina-t2i-1024`, `lina-t2i-512`, `lina-c2i-256`, the bundled `lina-shapes`) or
             `owner/name`.
         device: None → CUDA if available, else CPU.
-        dtype: torch dtype or "auto"/"bf16"/"fp16"/"fp32"; auto = bf16 on CUDA, fp32 on CPU.
+        dtype: torch dtype, "auto", "bf16"/"fp16"/"fp32" or torch's names ("bfloat16", ...); auto = bf16 on CUDA,
+            fp32 on CPU.
         revision: hub branch, tag or commit.
         offline: use only the local Hugging Face cache (None reads HF_HUB_OFFLINE).
         cache_dir: Hugging Face hub cache (None: HF_HUB_CACHE / HF_HOME).

@@ -80,6 +80,8 @@ def test_flags_that_do_not_fit(lina, args, message):
 def test_bare_command_prints_help(lina):
     result = lina("eval", "shapes")
     assert "--score-only" in result.output and "lina eval shapes -m lina-shapes" in result.output
+    # shapes models are small: this command's batch default is its own, not the shared setting's 1
+    assert "[default: 16]" in " ".join(result.output.replace("│", " ").split())
 
 
 def test_missing_folder_is_one_line(lina, tmp_path):

@@ -32,6 +32,8 @@ def test_train_export_and_generate(lina, parts, tmp_path):
     assert run.exit_code == 0, run.output
     records = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all("images_per_second" in r for r in records)
+    # 4 steps with the default EMA (0.99 every 100): the warning names settings that fit the run
+    assert "Use --ema-every 1 --ema-decay 0.25, or export the raw weights" in " ".join(run.output.split())
     weights = tmp_path / "exported" / "transformer" / "diffusion_pytorch_model.safetensors"
     with safe_open(str(weights), "pt") as handle:
         assert handle.get_tensor("mask_embed.mask_token").dtype.is_floating_point

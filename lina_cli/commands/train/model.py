@@ -3,6 +3,7 @@
 Thin commands: parse, check that the flags fit together, call `models.train`, print. torch is imported inside.
 """
 
+import math
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -216,12 +217,20 @@ def _parse_shapes_mix(text: str) -> dict[str, float]:
 def _warn_about_a_slow_ema(printer: Printer, recipe: TrainRecipe) -> None:
     """The exported weights are the EMA's; one that has seen too few updates is still close to the initial weights."""
     updates, memory = recipe.steps // recipe.ema_every, 1 / (1 - recipe.ema_decay)  # memory: updates it averages over
-    if updates < 3 * memory:
-        printer.warn(
-            f"the EMA (decay {recipe.ema_decay}, every {recipe.ema_every} steps) gets only {updates} updates but averages "
-            f"over about {memory:.0f}: the exported EMA weights will still be close to the start. For a short run use "
-            "e.g. --ema-every 10, or export the raw weights with `lina train export --raw`"
-        )
+    if updates >= 3 * memory:
+        return
+    # the rarest updates that still give three memories' worth, else every step with a shorter memory
+    every = recipe.steps // math.ceil(3 * memory)
+    if every >= 1:
+        fix = f"--ema-every {every}"
+    else:
+        decay = math.floor((1 - 3 / recipe.steps) * 1000) / 1000
+        fix = f"--ema-every 1 --ema-decay {decay:g}" if decay > 0 else "a longer run"
+    printer.warn(
+        f"the EMA (decay {recipe.ema_decay}, every {recipe.ema_every} steps) gets only {updates} updates but averages "
+        f"over about {memory:.0f}: the exported EMA weights will still be close to the start. Use {fix}, or export "
+        "the raw weights with `lina train export --raw`"
+    )
 
 
 def export(

@@ -11,6 +11,7 @@ from models import load_pipeline
 from models.errors import (
     CheckpointMismatchError,
     InvalidClassLabelError,
+    InvalidDtypeError,
     InvalidPromptError,
     MissingComponentError,
     ModelNotFoundError,
@@ -123,6 +124,12 @@ def test_bf16_runs_on_cpu(tiny_c2i_folder):
 # ----------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------
+
+
+def test_dtypes_by_torch_name_and_an_unknown_one(tiny_c2i_folder):
+    assert load_pipeline(tiny_c2i_folder, device="cpu", dtype="bfloat16").dtype == torch.bfloat16
+    with pytest.raises(InvalidDtypeError, match="'float64' is not one lina computes in: use auto, bf16, fp16, fp32"):
+        load_pipeline(tiny_c2i_folder, device="cpu", dtype="float64")
 
 
 def test_class_label_out_of_range(c2i):
