@@ -64,7 +64,8 @@ class WarmupStableDecay:
         self.warmup, self.start_factor, self.steps, self.cooldown = warmup, start_factor, steps, cooldown
 
     def __call__(self, step: int) -> float:
-        return warmup_factor_at(step, self.warmup, self.start_factor) * cooldown_factor_at(step, self.steps, self.cooldown)
+        warmup = warmup_factor_at(step, self.warmup, self.start_factor)
+        return warmup * cooldown_factor_at(step, self.steps, self.cooldown)
 
 
 def build_scheduler(

@@ -85,7 +85,9 @@ class Trainer:
         self.model = prepare_for_training_(model).to(device)
         self.ema = ModelEMA(self.model, recipe.ema_decay)
         self.optimizer = build_optimizer(self.model, recipe.lr, recipe.weight_decay, recipe.betas)
-        self.scheduler = build_scheduler(self.optimizer, recipe.warmup, recipe.warmup_factor, recipe.steps, recipe.cooldown)
+        self.scheduler = build_scheduler(
+            self.optimizer, recipe.warmup, recipe.warmup_factor, recipe.steps, recipe.cooldown
+        )
         self.cpu_generator = torch.Generator().manual_seed(recipe.seed)
         self.generator = torch.Generator(device).manual_seed(recipe.seed + NOISE_SEED_OFFSET)
         if checkpoint is not None:
@@ -166,8 +168,9 @@ class Trainer:
         # of the next step is set from the recipe's schedule.
         shapes_left_out = [None] * len(self.scheduler.lr_lambdas)
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": shapes_left_out})
-        for group, base_lr, schedule in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
-            group["lr"] = base_lr * schedule(self.scheduler.last_epoch)
+        scheduler = self.scheduler
+        for group, base_lr, schedule in zip(self.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base_lr * schedule(scheduler.last_epoch)
         self.cpu_generator.set_state(state["generators"]["cpu"])
         self.generator.set_state(state["generators"]["device"])
 

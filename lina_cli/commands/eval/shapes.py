@@ -35,10 +35,13 @@ if TYPE_CHECKING:
 
 DEFAULT_OUTPUT = Path("eval-shapes")
 # Shapes models are small: 16 images at a time keep a CPU's cores busy and fit any GPU (lina-shapes on two cores:
-# 32 images in 19 s with -b 16 against 38 s one by one, model load included; the fixed set's 456 in about 3 min). Each image draws from its own seed, so the
-# batch does not change which images are made (docs/training.md's scores were made with -b 16).
+# 32 images in 19 s with -b 16 against 38 s one by one, model load included; the fixed set's 456 in about 3 min).
+# Each image draws from its own seed, so the batch does not change which images are made (docs/training.md's
+# scores were made with -b 16).
 SHAPES_BATCH_SIZE = 16
-ShapesBatchSizeOpt = setting_option("-b", "--batch-size", setting="batch_size", kind=int, command_default=SHAPES_BATCH_SIZE)
+ShapesBatchSizeOpt = setting_option(
+    "-b", "--batch-size", setting="batch_size", kind=int, command_default=SHAPES_BATCH_SIZE
+)
 
 SHAPES_EXAMPLES = [
     "lina eval shapes -m lina-shapes",

@@ -163,8 +163,9 @@ def model(
     recipe = {
         "data": data, "task": task, "image_size": size, "dataset_size": dataset_size,
         "shapes_mix": None if shapes_mix is None else _parse_shapes_mix(shapes_mix), "steps": steps,
-        "batch_size": batch_size, "lr": lr, "warmup": warmup, "cooldown": cooldown, "ema_decay": ema_decay, "ema_every": ema_every,
-        "grad_clip": grad_clip, "checkpoint_every": checkpoint_every, "log_every": log_every, "seed": seed, "dtype": dtype,
+        "batch_size": batch_size, "lr": lr, "warmup": warmup, "cooldown": cooldown, "ema_decay": ema_decay,
+        "ema_every": ema_every, "grad_clip": grad_clip, "checkpoint_every": checkpoint_every, "log_every": log_every,
+        "seed": seed, "dtype": dtype,
     }
     given = {key: value for key, value in recipe.items() if value is not None}
     spec = None if resume else plan_run(given, parts=parts, geometry=config, init_from=init_from, attention=attention,
