@@ -24,6 +24,7 @@ from models.data.shapes_render import MIN_IMAGE_SIZE, draw_scene, layout_scene, 
 from models.data.shapes_vocab import class_id
 from models.errors import ShapesSceneError
 from models.eval.geneval.prompts import TAGS
+from models.eval.geneval.rules import RELATIONS
 
 # The dataset's public API in one place: the renderer and the evaluation set live in their own modules.
 __all__ = ["DEFAULT_IMAGE_SIZE", "ShapesDataset", "ShapesSample", "evaluation_prompts", "render_scene"]
@@ -51,6 +52,8 @@ class ShapesDataset:
         tags: the GenEval tasks to draw scenes from; ("colors",) gives single coloured objects only, each
             with a class id (the class-conditional set).
         weights: relative frequency of each task in `tags` (same order); None: all equally likely.
+        relation_weights: relative frequency of each relation of a position scene (one per
+            `models.eval.geneval.rules.RELATIONS`); None: all equally likely.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class ShapesDataset:
         length: int = 10_000,
         tags: tuple[str, ...] = TAGS,
         weights: tuple[float, ...] | None = None,
+        relation_weights: tuple[float, ...] | None = None,
     ) -> None:
         if size < MIN_IMAGE_SIZE:
             raise ShapesSceneError(f"image size {size}: the shapes dataset needs at least {MIN_IMAGE_SIZE} px")
@@ -72,8 +76,16 @@ class ShapesDataset:
             raise ShapesSceneError(
                 f"task weights {list(weights)!r} for tasks {list(tags)!r}: need one weight ≥ 0 per task, not all 0"
             )
+        if relation_weights is not None and (
+            len(relation_weights) != len(RELATIONS) or min(relation_weights) < 0 or not sum(relation_weights) > 0
+        ):
+            raise ShapesSceneError(
+                f"relation weights {list(relation_weights)!r}: need one weight ≥ 0 for each of {', '.join(RELATIONS)}, "
+                "not all 0"
+            )
         self.size, self.seed, self.length, self.tags = size, seed, length, tuple(tags)
         self.weights = None if weights is None else tuple(float(w) for w in weights)
+        self.relation_weights = None if relation_weights is None else tuple(float(w) for w in relation_weights)
 
     def __len__(self) -> int:
         return self.length
@@ -85,7 +97,7 @@ class ShapesDataset:
         rng = random.Random(f"shapes/{self.seed}/{index}")
         # unweighted datasets keep `choice`, so their samples stay those of earlier versions
         tag = rng.choice(self.tags) if self.weights is None else rng.choices(self.tags, self.weights)[0]
-        metadata = sample_metadata(tag, rng)
+        metadata = sample_metadata(tag, rng, self.relation_weights)
         objects = layout_scene(metadata, self.size, rng)
         single = class_id(objects[0].colour, objects[0].shape) if len(objects) == 1 else None
         return ShapesSample(draw_scene(objects, self.size), metadata["prompt"], metadata, single)

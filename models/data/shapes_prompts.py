@@ -123,8 +123,9 @@ def color_attr(first: str, first_colour: str, second: str, second_colour: str) -
 # ----------------------------------------------------------------------------------------------------
 
 
-def sample_metadata(tag: str, rng: random.Random) -> Metadata:
-    """A random scene of one task, drawn with `rng` only."""
+def sample_metadata(tag: str, rng: random.Random, relation_weights: tuple[float, ...] | None = None) -> Metadata:
+    """A random scene of one task, drawn with `rng` only; a position scene's relation is drawn with
+    `relation_weights` (one per `RELATIONS`), or uniformly when None."""
     if tag == "single_object":
         return single_object(rng.choice(SHAPES))
     if tag == "two_object":
@@ -137,7 +138,8 @@ def sample_metadata(tag: str, rng: random.Random) -> Metadata:
         return colors(rng.choice(SHAPES), rng.choice(COLOUR_NAMES))
     if tag == "position":
         subject, target = rng.sample(SHAPES, 2)
-        relation = rng.choice(RELATIONS)
+        # unweighted draws keep `choice`, so their scenes stay those of earlier versions
+        relation = rng.choice(RELATIONS) if relation_weights is None else rng.choices(RELATIONS, relation_weights)[0]
         coloured = rng.random() < COLOURED_VARIANT_PROBABILITY
         colours = rng.sample(COLOUR_NAMES, 2) if coloured else (None, None)
         subject_count = 2 if rng.random() < PAIR_SUBJECT_PROBABILITY else 1

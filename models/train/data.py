@@ -25,6 +25,7 @@ from models.data.shapes import ShapesDataset
 from models.data.shapes_vocab import NUM_CLASSES
 from models.errors import TrainingDataError
 from models.eval.geneval.prompts import TAGS
+from models.eval.geneval.rules import RELATIONS
 from models.train.recipe import SHAPES
 
 SHAPES_SEED = 0  # the dataset's own seed: changing the training seed must not re-render the data
@@ -74,14 +75,26 @@ def image_array(image: Image.Image, size: int) -> np.ndarray:
 class ShapesSource:
     """The procedural shapes dataset; class-conditional runs draw only single coloured objects (24 classes)."""
 
-    def __init__(self, size: int, length: int, task: str, seed: int = SHAPES_SEED, mix: dict[str, float] | None = None):
+    def __init__(
+        self,
+        size: int,
+        length: int,
+        task: str,
+        seed: int = SHAPES_SEED,
+        mix: dict[str, float] | None = None,
+        relations: dict[str, float] | None = None,
+    ):
         self.task = task
         self.num_classes = NUM_CLASSES if task == "c2i" else None
-        if task == "c2i" and mix:
-            raise TrainingDataError("--shapes-mix weights the text-to-image tasks; a c2i run draws single objects only")
+        if task == "c2i" and (mix or relations):
+            raise TrainingDataError(
+                "--shapes-mix and --shapes-relations weight the text-to-image scenes; a c2i run draws single objects only"
+            )
         options: dict[str, Any] = {"tags": CLASS_ONLY_TAGS} if task == "c2i" else {}
         if mix:
             options["weights"] = tuple(mix.get(tag, 1.0) for tag in TAGS)
+        if relations:
+            options["relation_weights"] = tuple(relations.get(relation, 1.0) for relation in RELATIONS)
         self.dataset = ShapesDataset(size, seed, length, **options)
 
     def __len__(self) -> int:
@@ -94,8 +107,12 @@ class ShapesSource:
     def spec(self) -> dict[str, Any]:
         d = self.dataset
         spec = {"kind": SHAPES, "size": d.size, "seed": d.seed, "length": d.length, "tags": list(d.tags)}
-        # only a weighted mix adds a key, so the caches of unweighted runs keep their names
-        return spec if d.weights is None else spec | {"weights": list(d.weights)}
+        # only weights that were given add a key, so the caches of unweighted runs keep their names
+        if d.weights is not None:
+            spec["weights"] = list(d.weights)
+        if d.relation_weights is not None:
+            spec["relation_weights"] = list(d.relation_weights)
+        return spec
 
 
 class ClassFolderSource:
@@ -192,18 +209,20 @@ def open_source(
     dataset_size: int,
     seed: int = SHAPES_SEED,
     shapes_mix: dict[str, float] | None = None,
+    shapes_relations: dict[str, float] | None = None,
 ) -> ImageSource:
     """The source `--data` names: "shapes", a class-folder tree, a folder with `metadata.jsonl`, or a `.jsonl` file.
 
     Args:
         task: "t2i" or "c2i"; None takes a folder of either kind (images only are needed, e.g. for the VAE).
-        dataset_size, seed, shapes_mix: length, seed and task weights of the shapes dataset (ignored for folders).
+        dataset_size, seed, shapes_mix, shapes_relations: length, seed, task weights and position-relation weights
+            of the shapes dataset (ignored for folders).
 
     Raises:
         TrainingDataError: the path does not exist, holds nothing usable, or its kind does not fit `task`.
     """
     if data == SHAPES:
-        return ShapesSource(size, dataset_size, task or "t2i", seed, shapes_mix)
+        return ShapesSource(size, dataset_size, task or "t2i", seed, shapes_mix, shapes_relations)
     path = Path(data).expanduser()
     if path.is_file() and path.suffix == ".jsonl":
         source: ImageSource = CaptionSource(path, size)

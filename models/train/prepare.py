@@ -117,7 +117,7 @@ def prepare_data(
         )
     source = open_source(
         recipe.data, task=recipe.task, size=recipe.image_size, dataset_size=recipe.dataset_size,
-        shapes_mix=recipe.shapes_mix,
+        shapes_mix=recipe.shapes_mix, shapes_relations=recipe.shapes_relations,
     )
     path = latent_cache_path(cache_dir, source, parts.vae)
     if not path.exists():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.errors import InvalidConfigError, TrainingConfigError
+from models.eval.geneval.rules import RELATIONS
 from models.network.config import TransformerConfig, VAEConfig
 
 Task = Literal["t2i", "c2i"]
@@ -43,6 +44,8 @@ class TrainRecipe:
         dataset_size: images of the shapes dataset (ignored for folders).
         shapes_mix: relative weights of the shapes dataset's tasks (GenEval tags; a task left out weighs 1);
             None: every task equally often.
+        shapes_relations: relative weights of the relations of its position scenes ("left of", "right of",
+            "above", "below"; one left out weighs 1); None: every relation equally often.
         steps: optimiser steps of the whole run.
         batch_size: images per step across all processes (the global batch).
         lr, warmup, warmup_factor: constant learning rate after a linear warm-up from `warmup_factor`·lr.
@@ -63,6 +66,7 @@ class TrainRecipe:
     image_size: int = 128
     dataset_size: int = 50_000
     shapes_mix: dict[str, float] | None = None
+    shapes_relations: dict[str, float] | None = None
     steps: int = 10_000
     batch_size: int = 64
     lr: float = 1e-4
@@ -102,7 +106,7 @@ class TrainRecipe:
             problems.append(f"ema_decay={self.ema_decay}, condition_dropout={self.condition_dropout} (need [0, 1))")
         if self.grad_clip is not None and not self.grad_clip > 0:
             problems.append(f"grad_clip={self.grad_clip} (must be > 0, or None for no clipping)")
-        problems += _shapes_mix_problems(self)
+        problems += _shapes_mix_problems(self) + _shapes_relations_problems(self)
         if problems:
             raise TrainingConfigError("training recipe: " + "; ".join(problems))
 
@@ -122,20 +126,31 @@ class TrainRecipe:
 
 
 def _shapes_mix_problems(recipe: TrainRecipe) -> list[str]:
-    mix = recipe.shapes_mix
-    if mix is None:
+    if recipe.shapes_mix is None:
         return []
     # here, not at the top: the task list's module pulls in torch, which this module keeps out of `lina --help`
     from models.eval.geneval.prompts import TAGS
 
+    return _shapes_weights_problems(recipe, "shapes_mix", "tasks", TAGS)
+
+
+def _shapes_relations_problems(recipe: TrainRecipe) -> list[str]:
+    if recipe.shapes_relations is None:
+        return []
+    return _shapes_weights_problems(recipe, "shapes_relations", "relations", RELATIONS)
+
+
+def _shapes_weights_problems(recipe: TrainRecipe, field: str, kind: str, names: tuple[str, ...]) -> list[str]:
+    """What is wrong with the weights of `field` over the `kind` `names` (a name left out weighs 1)."""
+    weighted: dict[str, float] = getattr(recipe, field)
     if recipe.data != SHAPES or recipe.task != "t2i":
-        return [f"shapes_mix weights the tasks of text-to-image shapes data, not of {recipe.task} data {recipe.data!r}"]
-    unknown = sorted(set(mix) - set(TAGS))
+        return [f"{field} weights the {kind} of text-to-image shapes data, not of {recipe.task} data {recipe.data!r}"]
+    unknown = sorted(set(weighted) - set(names))
     if unknown:
-        return [f"shapes_mix tasks {unknown} (expected some of {', '.join(TAGS)})"]
-    weights = [mix.get(tag, 1.0) for tag in TAGS]
+        return [f"{field} {kind} {unknown} (expected some of {', '.join(names)})"]
+    weights = [weighted.get(name, 1.0) for name in names]
     if min(weights) < 0 or not sum(weights) > 0:
-        return [f"shapes_mix {mix} (weights must be ≥ 0 and not all 0)"]
+        return [f"{field} {weighted} (weights must be ≥ 0 and not all 0)"]
     return []
 
 

@@ -153,7 +153,7 @@ def plan_run(
         text_dim = int(read_json(components.text_encoder / CONFIG_NAME, "text_encoder")["hidden_size"])
     source = open_source(
         recipe.data, task=recipe.task, size=recipe.image_size, dataset_size=recipe.dataset_size,
-        shapes_mix=recipe.shapes_mix,
+        shapes_mix=recipe.shapes_mix, shapes_relations=recipe.shapes_relations,
     )
     config = transformer_config_for(
         read_geometry(geometry or DEFAULT_GEOMETRY), task=recipe.task, image_size=recipe.image_size, vae=vae,

@@ -28,8 +28,10 @@ def parts(lina, tmp_path):
 
 def test_train_export_and_generate(lina, parts, tmp_path):
     run = lina("train", "model", "--parts", parts, *TINY_MODEL, "--steps", "4", "--out", "run", "--export", "exported",
-               "--export-dtype", "fp16", "--format", "json")
+               "--export-dtype", "fp16", "--format", "json", "--shapes-relations", "left_of=2, above=0")
     assert run.exit_code == 0, run.output
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["recipe"]["shapes_relations"]
+    assert recorded == {"left of": 2.0, "above": 0.0}  # the command line joins a relation's words with "_"
     records = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all("images_per_second" in r for r in records)
     # 4 steps with the default EMA (0.99 every 100): the warning names settings that fit the run
@@ -74,6 +76,7 @@ def test_train_export_and_generate(lina, parts, tmp_path):
         (["train", "model", "--out", "run", "--parts", "p", "--task", "video"], "t2i or c2i"),
         (["train", "vae", "--out", "p", "--widths", "8,x"], "comma-separated"),
         (["train", "model", "--out", "run", "--parts", "p", "--shapes-mix", "position:3"], "expected TASK=WEIGHT"),
+        (["train", "model", "--out", "run", "--parts", "p", "--shapes-relations", "left"], "expected RELATION=WEIGHT"),
     ],
 )
 def test_flags_that_do_not_fit_are_usage_errors(lina, args, message):

@@ -62,6 +62,9 @@ SizeOpt = option(int, "--size", min=1, help=f"image side in px [default: {DEFAUL
 DatasetSizeOpt = option(int, "--dataset-size", min=1, help=f"images in the shapes dataset [default: {DEFAULTS.dataset_size}]")
 ShapesMixOpt = option(str, "--shapes-mix", metavar="TASK=W,...", help="relative weights of the shapes tasks, e.g. "
                       "position=3,color_attr=2 (a task left out weighs 1) [default: all equal]")
+ShapesRelationsOpt = option(str, "--shapes-relations", metavar="REL=W,...", help="relative weights of the relations"
+                            " of the shapes position scenes, e.g. left_of=2,right_of=2 (left_of, right_of, above, below;"
+                            " one left out weighs 1) [default: all equal]")
 ConfigOpt = option(str, "--config", help=f"transformer geometry: a preset ({', '.join(PRESETS)}) or a JSON file with "
                    f"'arch' and 'text_token_len' [default: {DEFAULT_GEOMETRY}]")
 PartsOpt = option(Path, "--parts", help="folder with vae/ (t2i: also text_encoder/, tokenizer/), as `lina train vae` "
@@ -96,6 +99,7 @@ def model(
     size: SizeOpt = None,
     dataset_size: DatasetSizeOpt = None,
     shapes_mix: ShapesMixOpt = None,
+    shapes_relations: ShapesRelationsOpt = None,
     config: ConfigOpt = None,
     parts: PartsOpt = None,
     init_from: InitFromOpt = None,
@@ -162,7 +166,8 @@ def model(
     target = resolve_device_option(setting["device"], context.local_rank if context.enabled else None)
     recipe = {
         "data": data, "task": task, "image_size": size, "dataset_size": dataset_size,
-        "shapes_mix": None if shapes_mix is None else _parse_shapes_mix(shapes_mix), "steps": steps,
+        "shapes_mix": None if shapes_mix is None else _parse_weights(shapes_mix, "--shapes-mix", "TASK", "position=3"),
+        "shapes_relations": None if shapes_relations is None else _parse_relations(shapes_relations), "steps": steps,
         "batch_size": batch_size, "lr": lr, "warmup": warmup, "cooldown": cooldown, "ema_decay": ema_decay,
         "ema_every": ema_every, "grad_clip": grad_clip, "checkpoint_every": checkpoint_every, "log_every": log_every,
         "seed": seed, "dtype": dtype,
@@ -200,19 +205,25 @@ def model(
         printer.line(f"[green]exported[/] {escape(str(exported))}  [dim]lina generate -m {escape(str(exported))} ...[/]")
 
 
-def _parse_shapes_mix(text: str) -> dict[str, float]:
-    """"position=3,color_attr=2" → {"position": 3.0, "color_attr": 2.0}; which tasks and weights are valid is the
+def _parse_weights(text: str, flag: str, kind: str, example: str) -> dict[str, float]:
+    """"position=3,color_attr=2" → {"position": 3.0, "color_attr": 2.0}; which names and weights are valid is the
     recipe's to say."""
-    mix = {}
+    weights = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        task, _, weight = item.partition("=")
+        name, _, weight = item.partition("=")
         try:
-            mix[task.strip()] = float(weight)
+            weights[name.strip()] = float(weight)
         except ValueError:
-            raise typer.BadParameter(f"{item!r}: expected TASK=WEIGHT, e.g. position=3", param_hint="--shapes-mix") from None
-    if not mix:
-        raise typer.BadParameter("expected TASK=WEIGHT pairs, e.g. position=3,color_attr=2", param_hint="--shapes-mix")
-    return mix
+            raise typer.BadParameter(f"{item!r}: expected {kind}=WEIGHT, e.g. {example}", param_hint=flag) from None
+    if not weights:
+        raise typer.BadParameter(f"expected {kind}=WEIGHT pairs, e.g. {example}", param_hint=flag)
+    return weights
+
+
+def _parse_relations(text: str) -> dict[str, float]:
+    """"left_of=2,above=1" → {"left of": 2.0, "above": 1.0}: the relations' words joined by "_" on the command line."""
+    weights = _parse_weights(text, "--shapes-relations", "RELATION", "left_of=2")
+    return {name.replace("_", " "): weight for name, weight in weights.items()}
 
 
 def _warn_about_a_slow_ema(printer: Printer, recipe: TrainRecipe) -> None:

@@ -192,6 +192,19 @@ def test_evaluation_prompts_are_fixed_and_valid():
             assert first["class"] != second["class"] and first["color"] != second["color"]
 
 
+def test_relation_weights_set_how_often_each_relation_is_drawn():
+    sideways = ShapesDataset(SIZE, seed=1, length=40, tags=("position",), relation_weights=(1.0, 1.0, 0.0, 0.0))
+    relations = [sideways[i].metadata["include"][1]["position"][0] for i in range(40)]
+    assert set(relations) == {"left of", "right of"}
+    # unweighted position scenes are those of earlier versions (captions made before relation weights existed),
+    # so the caches and runs of earlier recipes stay reproducible
+    plain = ShapesDataset(SIZE, seed=1, length=4, tags=("position",))
+    assert [plain[i].caption for i in range(4)] == [
+        "a photo of a triangle left of a circle", "a photo of two circles right of a triangle",
+        "a photo of a purple triangle left of a green circle", "a photo of a square above a triangle",
+    ]
+
+
 # ----------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------
@@ -205,6 +218,7 @@ def test_evaluation_prompts_are_fixed_and_valid():
         ({"tags": ("spatial",)}, "choose one or more of single_object"),
         ({"tags": ("colors", "position"), "weights": (1.0,)}, "one weight ≥ 0 per task"),
         ({"tags": ("colors", "position"), "weights": (0.0, 0.0)}, "not all 0"),
+        ({"relation_weights": (1.0, 1.0)}, "one weight ≥ 0 for each of left of, right of, above, below"),
     ],
 )
 def test_bad_dataset_options(kwargs, message):

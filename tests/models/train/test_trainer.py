@@ -160,6 +160,21 @@ def test_a_shapes_mix_is_recorded_and_names_its_own_latent_cache(tiny_parts, tmp
         tmp_path, open_source("shapes", task="t2i", size=32, dataset_size=6), plain.components.vae)
 
 
+def test_relation_weights_reach_the_cached_captions_and_name_their_own_cache(tiny_parts, tmp_path):
+    with pytest.raises(TrainingConfigError, match=r"shapes_relations relations \['sideways'\]"):
+        plan_run({**TINY_RUN, "shapes_relations": {"sideways": 1.0}}, parts=tiny_parts, geometry="tiny")
+    mix, relations = {tag: float(tag == "position") for tag in TAGS}, {"above": 0.0, "below": 0.0}
+    values = {**TINY_RUN, "dataset_size": 8, "shapes_mix": mix, "shapes_relations": relations}
+    spec = plan_run(values, parts=tiny_parts, geometry="tiny")
+    start_run(tmp_path / "run", spec)
+    data = prepare_data(tmp_path / "run", spec, torch.device("cpu"), builds=True, compute_dtype=torch.float32)
+    assert all(" left of " in caption or " right of " in caption for caption in data.latents.captions)
+    weighted = open_source("shapes", task="t2i", size=32, dataset_size=8, shapes_mix=mix, shapes_relations=relations)
+    unweighted = open_source("shapes", task="t2i", size=32, dataset_size=8, shapes_mix=mix)
+    vae = spec.components.vae
+    assert latent_cache_path(tmp_path, weighted, vae) != latent_cache_path(tmp_path, unweighted, vae)
+
+
 @pytest.mark.slow
 def test_compiled_blocks_train_like_eager_ones_and_save_the_same_keys(tiny_parts, tmp_path):
     # torch.compile (inductor, here its CPU backend) fuses each block; the arithmetic is the same up to rounding,
