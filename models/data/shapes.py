@@ -72,13 +72,11 @@ class ShapesDataset:
         unknown = [tag for tag in tags if tag not in TAGS]
         if unknown or not tags:
             raise ShapesSceneError(f"tasks {list(tags)!r}: choose one or more of {', '.join(TAGS)}")
-        if weights is not None and (len(weights) != len(tags) or min(weights) < 0 or not sum(weights) > 0):
+        if not _fit(weights, len(tags)):
             raise ShapesSceneError(
                 f"task weights {list(weights)!r} for tasks {list(tags)!r}: need one weight ≥ 0 per task, not all 0"
             )
-        if relation_weights is not None and (
-            len(relation_weights) != len(RELATIONS) or min(relation_weights) < 0 or not sum(relation_weights) > 0
-        ):
+        if not _fit(relation_weights, len(RELATIONS)):
             raise ShapesSceneError(
                 f"relation weights {list(relation_weights)!r}: need one weight ≥ 0 for each of {', '.join(RELATIONS)}, "
                 "not all 0"
@@ -101,3 +99,8 @@ class ShapesDataset:
         objects = layout_scene(metadata, self.size, rng)
         single = class_id(objects[0].colour, objects[0].shape) if len(objects) == 1 else None
         return ShapesSample(draw_scene(objects, self.size), metadata["prompt"], metadata, single)
+
+
+def _fit(weights: tuple[float, ...] | None, count: int) -> bool:
+    """Whether optional relative weights give one value ≥ 0 to each of `count` choices, not all 0 (None fits)."""
+    return weights is None or (len(weights) == count and min(weights) >= 0 and sum(weights) > 0)

@@ -43,9 +43,13 @@ IGNORED_LABEL = -100  # transformers' causal-LM loss skips these positions (the 
 
 def shapes_captions(samples: int = SHAPES_CAPTION_SAMPLES, seed: int = 0) -> list[str]:
     """Captions of the shapes domain: the evaluation prompts and `samples` random training captions."""
-    rng = random.Random(f"shapes-vocabulary/{seed}")
     captions = [entry["prompt"] for entry in evaluation_prompts()]
-    return captions + [sample_metadata(rng.choice(TAGS), rng)["prompt"] for _ in range(samples)]
+    return captions + _training_captions(random.Random(f"shapes-vocabulary/{seed}"), samples)
+
+
+def _training_captions(rng: random.Random, count: int) -> list[str]:
+    """`count` captions of random shapes training scenes, each task equally likely."""
+    return [sample_metadata(rng.choice(TAGS), rng)["prompt"] for _ in range(count)]
 
 
 def captions_of(data: str) -> list[str]:
@@ -136,8 +140,7 @@ def language_model_captions(data: str, seed: int = 0) -> list[str]:
     not among the inputs); otherwise the data's own captions."""
     if data != SHAPES:
         return captions_of(data)
-    rng = random.Random(f"shapes-language-model/{seed}")
-    return [sample_metadata(rng.choice(TAGS), rng)["prompt"] for _ in range(LANGUAGE_MODEL_CAPTIONS)]
+    return _training_captions(random.Random(f"shapes-language-model/{seed}"), LANGUAGE_MODEL_CAPTIONS)
 
 
 def train_language_model(
