@@ -7,7 +7,8 @@ so results are bit-identical; only the host overhead goes.
 
 A graph is specific to its input shapes and to the values baked in at capture (the CFG scale, the sigma
 schedule), so graphs are cached under those keys; steps that predict the same number of tokens, and every
-later image of a run, replay a graph that already exists.
+later image of a run, replay a graph that already exists. On the fused kernels the sampler pads each step's
+token count up to a multiple of a few sizes (`HEAD_PAD_ROWS` in `models.sampling.sampler`), so few keys arise.
 """
 
 from functools import partial

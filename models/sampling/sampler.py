@@ -28,6 +28,15 @@ PHASE_CONTEXT = "context"  # encode_context, once per call
 PHASE_IMAGE_ENCODER = "image_encoder"  # per AR step: canvas embedding, image encoder, gather of z
 PHASE_HEAD = "head"  # per AR step: fresh noise, every diffusion step, writing the tokens into the canvas
 
+# On the fused kernels each head call's rows (rows·B·n: CFG rows × images × tokens this step) are padded with zero
+# tokens towards a multiple of this, so the AR steps of a 1024-px image share 7 CUDA graphs instead of capturing
+# 51 (docs/performance.md, "Time to the first image"). A call reads all the head's weights whatever its row
+# count, so fewer than this many extra rows cost next to nothing, and large batches are not padded at all. A
+# head token depends on its own row only, so the padding leaves the others' values; the longer matrices may
+# still round differently, which the fused path allows and the reference path, bit-identical to the authors'
+# code, does not: it never pads.
+HEAD_PAD_ROWS = 16
+
 
 class PhaseTimer(Protocol):
     """Instrumentation hook of `sample_latents`: `phase(name)` brackets each PHASE_* phase.
@@ -85,6 +94,12 @@ def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return x.gather(1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def pad_tokens(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """x [R, n, K] with zero tokens appended up to the next multiple of `multiple` tokens (x itself when n is one)."""
+    extra = -x.shape[1] % multiple
+    return torch.nn.functional.pad(x, (0, 0, 0, extra)) if extra else x
+
+
 def denoise_tokens(
     head: DiffusionHead,
     scheduler: FlowMatchEulerScheduler,
@@ -134,6 +149,7 @@ def sample_latents(
     progress: Callable[[int, int], None] | None = None,
     head_graphs: HeadGraphCache | None = None,
     timer: PhaseTimer | None = None,
+    head_pad_rows: int | None = None,
 ) -> torch.Tensor:
     """Generate latents for a batch of conditions.
 
@@ -148,12 +164,16 @@ def sample_latents(
         head_graphs: on CUDA, replay the diffusion-head loop from CUDA graphs (identical results, no
             per-kernel launch overhead); None runs it eagerly.
         timer: sees the PHASE_* phases (`lina profile pipeline`); None times nothing.
+        head_pad_rows: pad each head call's tokens with zeros to a multiple of max(1, head_pad_rows // (rows·B))
+            (1: never); None takes `HEAD_PAD_ROWS` on the fused kernels and 1 on the reference kernels.
 
     Returns:
         Model-space latents [B, C, H/s, W/s] in the compute dtype.
     """
     config = transformer.config
     timer = timer or _Untimed()
+    if head_pad_rows is None:
+        head_pad_rows = HEAD_PAD_ROWS if transformer.kernels_name == "fused" else 1
     batch, dtype, device = condition.shape[0], condition.dtype, condition.device
     latent_shape = (config.image_dim, *config.latent_size)
     counts = ar_schedule(config.num_image_tokens, settings.ar_steps)
@@ -187,8 +207,10 @@ def sample_latents(
 
         with timer.phase(PHASE_HEAD):
             noise = gather_tokens(canvas_noise(generators, latent_shape, config.patch_size, dtype, device), pred_ids)
+            multiple = max(1, head_pad_rows // (rows * batch))  # so fewer than `head_pad_rows` rows are added
+            noise, z = pad_tokens(noise, multiple), pad_tokens(z, multiple)
             solve = partial(denoise_tokens, head, scheduler, sigmas, time_embeddings[rows], scale if guided else None)
-            x = solve(noise, z) if head_graphs is None else head_graphs.run(solve, noise, z)
+            x = (solve(noise, z) if head_graphs is None else head_graphs.run(solve, noise, z))[:, :count]
             index = pred_ids.unsqueeze(-1)
             canvas.scatter_(1, index.expand(-1, -1, config.token_dim), x)
             mask.scatter_(1, index, 0)
