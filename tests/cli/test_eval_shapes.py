@@ -9,6 +9,7 @@ import pytest
 from models.data.shapes_prompts import evaluation_prompts, position
 from models.eval.geneval.layout import prompt_folders, read_prompt_metadata, sample_images
 from models.eval.shapes.benchmark import write_ground_truth
+from models.runs.metadata import METADATA_KEY, read_png_text
 from tests.cli.conftest import FAST
 
 TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
@@ -129,6 +130,17 @@ def test_own_prompts_one_prompt_many_seeds(lina, tiny_t2i_folder, prompts_file, 
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(lines) == 3
     assert all(line["prompt"] == COMPOUND["prompt"] and json.loads(line["metadata"]) == COMPOUND for line in lines)
+
+
+def test_the_sampler_options_reach_the_images(lina, tiny_t2i_folder, prompts_file, tmp_path):
+    out = tmp_path / "out"
+    result = lina("eval", "shapes", "-m", tiny_t2i_folder, "--prompts", prompts_file, "-n", "1", "-o", out, *FAST,
+                  "--cfg", "3", "--cfg-min", "1.5", "--json", "-")
+    assert result.exit_code == 0, result.output
+    [(_, folder)] = prompt_folders(out)
+    [image] = sample_images(folder)
+    record = json.loads(read_png_text(image)[METADATA_KEY])
+    assert (record["ar_steps"], record["diffusion_steps"], record["cfg"], record["cfg_min"]) == (4, 3, 3.0, 1.5)
 
 
 @pytest.mark.parametrize(

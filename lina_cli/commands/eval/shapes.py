@@ -17,6 +17,7 @@ from lina_cli.options import (
     STDOUT,
     ARStepsOpt,
     CacheDirOpt,
+    CfgMinOpt,
     CfgOpt,
     DeviceOpt,
     DiffusionStepsOpt,
@@ -91,6 +92,7 @@ def shapes(
     ar_steps: ARStepsOpt = None,
     diffusion_steps: DiffusionStepsOpt = None,
     cfg: CfgOpt = None,
+    cfg_min: CfgMinOpt = None,
     batch_size: ShapesBatchSizeOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -122,7 +124,7 @@ def shapes(
         folder = output if output is not None else DEFAULT_OUTPUT
         given = {"device": device, "dtype": dtype, "kernels": kernels, "revision": revision, "offline": offline,
                  "cache_dir": cache_dir, "ar_steps": ar_steps, "diffusion_steps": diffusion_steps, "cfg": cfg,
-                 "batch_size": batch_size}
+                 "cfg_min": cfg_min, "batch_size": batch_size}
         resolved = resolve_settings(given, list(given))
         value = {name: setting.value for name, setting in resolved.items()}
         if resolved["batch_size"].is_default:
@@ -153,7 +155,8 @@ def _generate(
         num_images=per_prompt, device=value["device"], dtype=value["dtype"], kernels=value["kernels"],
         revision=value["revision"], offline=value["offline"] or None, cache_dir=value["cache_dir"],
         ar_steps=value["ar_steps"], diffusion_steps=value["diffusion_steps"], cfg=value["cfg"],
-        options=RunOptions(batch_size=value["batch_size"]), prepare=partial(write_metadata_files, folder, prompts),
+        cfg_min=value["cfg_min"], options=RunOptions(batch_size=value["batch_size"]),
+        prepare=partial(write_metadata_files, folder, prompts),
     )
     printer = Printer(enabled=context.is_main, stdout_reserved=stdout_reserved)
     return run_images(run, printer, context).results is not None
