@@ -126,15 +126,6 @@ def save_text_parts(encoder: PhiTextEncoder, out_folder: str | Path) -> None:
     encoder.save_pretrained(out_folder / TEXT_ENCODER_FOLDER, out_folder / TOKENIZER_FOLDER)
 
 
-def make_text_parts(
-    out_folder: str | Path, texts: Iterable[str], *, hidden_size: int = 128, layers: int = 2, seed: int = 0
-) -> PhiTextEncoder:
-    """Build the tokenizer and the random Phi and write them to `out_folder`."""
-    encoder = build_text_parts(texts, hidden_size=hidden_size, layers=layers, seed=seed)
-    save_text_parts(encoder, out_folder)
-    return encoder
-
-
 def language_model_captions(data: str, seed: int = 0) -> list[str]:
     """The captions a text encoder learns from: for shapes, random training captions (the evaluation list itself is
     not among the inputs); otherwise the data's own captions."""

@@ -19,12 +19,12 @@ TINY_RUN = {"image_size": IMAGE_SIZE, "dataset_size": 16, "steps": 6, "batch_siz
 @pytest.fixture(scope="session")
 def tiny_parts(tmp_path_factory):
     """A folder with vae/, text_encoder/ and tokenizer/ made by the library's own stages."""
-    from models.train.text_parts import make_text_parts, shapes_captions
+    from models.train.text_parts import build_text_parts, save_text_parts, shapes_captions
     from models.train.vae_stage import train_vae
 
     folder = tmp_path_factory.mktemp("parts")
     train_vae(folder, TINY_VAE)
-    make_text_parts(folder, shapes_captions(200), hidden_size=TEXT_HIDDEN, layers=1)
+    save_text_parts(build_text_parts(shapes_captions(200), hidden_size=TEXT_HIDDEN, layers=1), folder)
     return folder
 
 
