@@ -31,8 +31,8 @@ ALIAS = "lina-shapes"
 SAMPLING = SamplingSettings(ar_steps=32, diffusion_steps=25, cfg=2.0, cfg_min=None)
 QUICK_START_PROMPT = "a photo of a red circle"  # README's quick start
 # Row 64 (the middle) of the 128×128 RGB image at seed 0, every 8th pixel's red channel; the sum of all values.
-PINNED_ROW = [128, 128, 128, 128, 127, 126, 217, 220, 222, 221, 126, 128, 128, 128, 128, 128]
-PINNED_SUM = 6_141_840
+PINNED_ROW = [128, 128, 128, 128, 127, 126, 217, 221, 222, 221, 126, 128, 128, 128, 128, 128]
+PINNED_SUM = 6_136_559
 BUNDLE_LIMIT_BYTES = 20_000_000  # the repository's budget for shipped binaries
 
 
