@@ -11,8 +11,13 @@ from lina_cli.commands.train import app as train_app
 from lina_cli.framework import examples_epilog, typer_factory
 
 app = typer_factory(
-    "LINA image generation: download the official checkpoints, generate images, inspect their metadata.",
-    epilog=examples_epilog(['lina download lina-t2i-1024', 'lina generate "a cat on a sofa" -s 5 -n 2']),
+    "LINA image generation: the bundled demo model or the official checkpoints; generate images, read their "
+    "metadata, evaluate, profile and train.",
+    epilog=examples_epilog([
+        'lina generate "two red circles left of a blue square" -m lina-shapes --device cpu',
+        'lina download lina-t2i-1024',
+        'lina generate "a cat on a sofa" -s 5 -n 2',
+    ]),
 )
 app.command(epilog=examples_epilog(DOWNLOAD_EXAMPLES), no_args_is_help=True)(download)
 app.command(epilog=examples_epilog(MODELS_EXAMPLES))(models)

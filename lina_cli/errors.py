@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from models.constants import BUNDLED_MODELS
 from models.errors import (
     CheckpointMismatchError,
     DetectorConversionError,
@@ -75,7 +76,12 @@ def _os_target(error: BaseException) -> str:
 # A match is an exception class or a predicate; the wording is `str(error)` unless a function is given.
 Rule = type | tuple[type, ...] | Callable[[BaseException], bool]
 CLI_ERROR_MAPPINGS: list[tuple[Rule, Callable[[BaseException], str], str]] = [
-    (WeightsNotCachedError, str, "run that command while online, or point HF_HUB_CACHE at a cache that has the model"),
+    (
+        WeightsNotCachedError,
+        str,
+        "run that command while online, or point HF_HUB_CACHE at a cache that has the model; "
+        f"offline, -m {', -m '.join(BUNDLED_MODELS)} is bundled with lina",
+    ),
     (ModelNotFoundError, str, "check the name with `lina models`, or pass a folder path"),
     (UnsupportedSizeError, str, "drop --size, or pick the model made for that size (see `lina models`)"),
     (InvalidClassLabelError, str, "class ids are integers like 207, or ranges like 0-999"),

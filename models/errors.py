@@ -26,7 +26,8 @@ class ModelNotFoundError(LinaError, FileNotFoundError):
 
 
 class WeightsNotCachedError(ModelNotFoundError):
-    """Offline mode is on and the requested repo is not in the local Hugging Face cache."""
+    """The requested repo is not in the local Hugging Face cache, and the hub cannot be asked (offline mode is on,
+    or it cannot be reached)."""
 
 
 class UnsupportedSizeError(LinaError, ValueError):

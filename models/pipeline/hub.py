@@ -99,9 +99,10 @@ def download_model(
                 f"{repo_id} is not in the Hugging Face cache and offline mode is on (--offline or HF_HUB_OFFLINE=1); "
                 f"run `{download_command(name, revision)}` with network access"
             ) from error
-        raise ModelNotFoundError(
+        raise WeightsNotCachedError(
             f"could not reach the Hugging Face hub to download {repo_id}, and it is not cached "
-            f"({type(error.__cause__ or error).__name__}); check the network, HF_ENDPOINT or a proxy"
+            f"({type(error.__cause__ or error).__name__}); check the network, HF_ENDPOINT or a proxy, or run "
+            f"`{download_command(name, revision)}` where there is network access"
         ) from error
     except RevisionNotFoundError as error:
         raise ModelNotFoundError(f"{repo_id} has no revision {revision!r} (a branch, tag or commit)") from error

@@ -77,6 +77,8 @@ def test_download_unreachable_hub_is_one_clear_error(tmp_path):
     )
     assert done.returncode == 1, done.stderr
     assert "error: could not reach the Hugging Face hub to download" in done.stderr
+    assert "`lina download lina-t2i-512` where there is network access" in done.stderr
+    assert "-m lina-shapes is bundled" in done.stderr  # the hint of a missing download, not of a wrong name
     assert "Traceback" not in done.stderr
 
 

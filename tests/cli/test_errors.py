@@ -48,6 +48,7 @@ def test_permission_denied_points_at_output():
 def test_weights_not_cached_keeps_the_library_message():
     error = WeightsNotCachedError("x/y is not cached; run `lina download lina-c2i-256`")
     assert format_error(error).message == str(error)
+    assert "-m lina-shapes" in format_error(error).hint  # what works offline, for a newcomer without network
 
 
 def test_unknown_errors_get_the_debug_hint():
