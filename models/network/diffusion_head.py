@@ -25,7 +25,11 @@ class Projector(nn.Module):
 
 
 class AdaLayerNormZero(nn.Module):
-    """LayerNorm(x)·(1 + scale) + shift, with (scale, shift[, gate]) = Linear(SiLU(cond)) chunked."""
+    """LayerNorm(x)·(1 + scale) + shift, with (scale, shift[, gate]) = Linear(SiLU(cond)) chunked.
+
+    The Linear depends on the condition alone, so the head computes it (`project`) apart from the noisy tokens
+    it modulates (`forward`), which lets the sampler project every diffusion step's condition at once.
+    """
 
     def __init__(self, dim: int, num_stats: int):
         super().__init__()
@@ -34,13 +38,17 @@ class AdaLayerNormZero(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=ADALN_EPS, elementwise_affine=False)
         self.kernels = REFERENCE_KERNELS  # the modulated-LayerNorm op (`LinaTransformer.set_kernels`)
 
-    def forward(self, x: torch.Tensor, activated_cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns the modulated x and the gate (None with two stats).
+    def project(self, activated_cond: torch.Tensor) -> torch.Tensor:
+        """SiLU(cond) [..., W] → the modulation statistics [..., num_stats·W].
 
         `activated_cond` is SiLU(cond): every AdaLN of the head applies the same SiLU to the same condition,
         so the head computes it once.
         """
-        stats = self.proj(activated_cond).chunk(self.num_stats, dim=-1)
+        return self.proj(activated_cond)
+
+    def forward(self, x: torch.Tensor, projection: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [..., W] and `project`'s output → the modulated x and the gate (None with two stats)."""
+        stats = projection.chunk(self.num_stats, dim=-1)
         scale, shift, gate = stats[0], stats[1], (stats[2] if self.num_stats == 3 else None)
         if self.kernels.fused:
             return self.kernels.modulated_layer_norm(x, scale, shift, self.norm.eps), gate
@@ -57,9 +65,9 @@ class DiffusionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.kernels = REFERENCE_KERNELS  # the gated residual + LayerNorm op (`LinaTransformer.set_kernels`)
 
-    def forward(self, x: torch.Tensor, activated_cond: torch.Tensor) -> torch.Tensor:
-        """x [B', n, W], SiLU(cond) [B', n, W] → [B', n, W]."""
-        h, gate = self.norm1(x, activated_cond)
+    def forward(self, x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+        """x [B', n, W], `norm1.project(SiLU(cond))` [B', n, 3W] → [B', n, W]."""
+        h, gate = self.norm1(x, projection)
         if self.kernels.fused:
             return self.kernels.add_layer_norm(x, self.proj(h), self.norm2.weight, self.norm2.bias, self.norm2.eps, gate)
         return x + self.norm2(self.proj(h)).mul(gate)
@@ -113,11 +121,20 @@ class DiffusionHead(nn.Module):
         The sampler builds the condition from parts it computes once per AR step (`condition_proj(z)`) and
         once per generation (`time_embeddings`), which gives the very values `forward` computes.
         """
-        activated = nn.functional.silu(cond)
+        return self.velocity_projected(noisy, self.project_condition(nn.functional.silu(cond)))
+
+    def project_condition(self, activated_cond: torch.Tensor) -> list[torch.Tensor]:
+        """Every AdaLN's statistics from SiLU(cond) [..., W]: the blocks' [..., 3W] in order, then the final
+        norm's [..., 2W]. They do not depend on the noisy tokens, so any leading shape works (the sampler
+        passes a diffusion-step axis in front)."""
+        return [block.norm1.project(activated_cond) for block in self.blocks] + [self.norm.project(activated_cond)]
+
+    def velocity_projected(self, noisy: torch.Tensor, projections: list[torch.Tensor]) -> torch.Tensor:
+        """Velocity of noisy tokens [B', n, p²C] given `project_condition`'s statistics of their condition."""
         x = self.patch_embed.embed_patches(noisy)  # [B', n, W]
-        for block in self.blocks:
-            x = block(x, activated)
-        return self.head(self.norm(x, activated)[0])
+        for block, projection in zip(self.blocks, projections):
+            x = block(x, projection)
+        return self.head(self.norm(x, projections[-1])[0])
 
     def time_embeddings(self, timesteps: torch.Tensor, rows: int) -> torch.Tensor:
         """The time embedding of every diffusion step for `rows` rows: [S, rows, W].

@@ -29,11 +29,13 @@ class HeadGraphCache:
 
     @staticmethod
     def _key(solve: partial, noise: torch.Tensor, z: torch.Tensor) -> tuple:
-        # `solve` is `partial(denoise_tokens, head, scheduler, sigmas, time_embeddings, scale)`. The CFG scale
-        # and the sigmas are baked into the graph's kernels, so they are part of the key; the time embeddings
-        # follow from the sigmas, the scheduler config, the head and the row count (z's shape).
+        # `solve` is `partial(denoise_tokens, head, scheduler, sigmas, time_embeddings, scale, **options)`. The
+        # CFG scale, the sigmas and the options are baked into the graph's kernels, so they are part of the key;
+        # the time embeddings follow from the sigmas, the scheduler config, the head and the row count (z's shape).
         head, scheduler, sigmas, _, scale = solve.args
-        return (id(head), scheduler.config, tuple(sigmas.tolist()), scale, tuple(noise.shape), tuple(z.shape), noise.dtype)
+        options = tuple(sorted(solve.keywords.items()))
+        return (id(head), scheduler.config, tuple(sigmas.tolist()), scale, options, tuple(noise.shape), tuple(z.shape),
+                noise.dtype)
 
     def run(self, solve: partial, noise: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """`solve(noise, z)`, replayed from a graph (captured on first use of its key).
@@ -53,7 +55,7 @@ class HeadGraphCache:
         head, scheduler, sigmas, time_embeddings, scale = solve.args
         # The graph reads the time embeddings from device memory at every replay, so it owns its own copy.
         static_time_embeddings = time_embeddings.clone()
-        solve = partial(solve.func, head, scheduler, sigmas, static_time_embeddings, scale)
+        solve = partial(solve.func, head, scheduler, sigmas, static_time_embeddings, scale, **solve.keywords)
         static_noise, static_z = noise.clone(), z.clone()
         if self._stream is None:
             # Lazy library state (cuBLAS workspaces, cuDNN handles) must exist on the capture stream before
