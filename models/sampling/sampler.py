@@ -41,7 +41,7 @@ HEAD_PAD_ROWS = 16
 # only, not on the noisy tokens): a call then reads the MLP weights alone instead of every AdaLN's as well,
 # and the loop launches one matmul per AdaLN instead of one per AdaLN and step. Larger calls keep the per-step
 # matmuls, which already run efficiently, and whose statistics for all steps would take memory (steps × rows ×
-# (3·depth + 2)·W values: 98 MB at 256 rows for the released 1536-wide, 6-block head and 25 steps).
+# (3·depth + 2)·W values: 393 MB in bf16 at 256 rows for the released 1536-wide, 6-block head and 25 steps).
 HOIST_MAX_ROWS = 256
 
 

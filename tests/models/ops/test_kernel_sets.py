@@ -16,7 +16,12 @@ from tests.factories import randomize_, tiny_transformer_config
 from tests.models.ops.conftest import DEVICE, requires_fused
 from tests.numerics import relative_rms
 
-FLOAT32_TOLERANCE = 1e-4  # float32 reordering, amplified a little over the AR steps
+# In float32 the sets differ by reordered sums and, on a GPU, by the attention kernel's 16-bit dots (each float32
+# operand split into two bf16 halves) and Triton's approximate division; the AR steps amplify that. Measured:
+# 2.7e-6 (t2i) in Triton's CPU interpreter, whose dots are exact; on an H200 2e-6 (c2i) and 1.2e-4 (t2i, with or
+# without the head's hoisted and chained fused paths). A module calling an op with a wrong tensor (gate, stride,
+# prefix rows) moves the latents by far more than this bound.
+FLOAT32_TOLERANCE = 3e-4
 
 
 def tiny_model(task: str) -> LinaTransformer:
@@ -54,3 +59,4 @@ def test_fused_set_generates_what_the_reference_set_generates(task):
     assert model.kernels_name == "fused"
     assert torch.isfinite(fused).all()
     assert relative_rms(fused, reference) < FLOAT32_TOLERANCE
+
