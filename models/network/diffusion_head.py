@@ -101,6 +101,7 @@ class DiffusionHead(nn.Module):
         self.blocks = nn.ModuleList(DiffusionBlock(dim) for _ in range(depth))
         self.norm = AdaLayerNormZero(dim, num_stats=2)
         self.head = nn.Linear(dim, token_dim)
+        self.kernels = REFERENCE_KERNELS  # fused: chained norms here, one-kernel steps in the sampler (`set_kernels`)
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Velocity of the given tokens.
@@ -132,9 +133,29 @@ class DiffusionHead(nn.Module):
     def velocity_projected(self, noisy: torch.Tensor, projections: list[torch.Tensor]) -> torch.Tensor:
         """Velocity of noisy tokens [B', n, p²C] given `project_condition`'s statistics of their condition."""
         x = self.patch_embed.embed_patches(noisy)  # [B', n, W]
+        if self.kernels.fused:
+            return self.head(self._chained_blocks(x, projections))
         for block, projection in zip(self.blocks, projections):
             x = block(x, projection)
         return self.head(self.norm(x, projections[-1])[0])
+
+    def _chained_blocks(self, x: torch.Tensor, projections: list[torch.Tensor]) -> torch.Tensor:
+        """The blocks and the final AdaLN on the fused kernels: the final norm's output [B', n, W].
+
+        The same ops as the blocks' `forward`, regrouped: each block's closing gated residual LayerNorm and the
+        AdaLN after it (the next block's, or the final one) both work row by row on the new residual stream,
+        so one kernel (`add_layer_norm_modulated`) makes that stream and its modulated copy.
+        """
+        norms = [block.norm1 for block in self.blocks] + [self.norm]
+        stats = [projection.chunk(norm.num_stats, dim=-1) for norm, projection in zip(norms, projections)]
+        h = self.kernels.modulated_layer_norm(x, stats[0][0], stats[0][1], norms[0].norm.eps)
+        for i, block in enumerate(self.blocks):
+            scale, shift = stats[i + 1][0], stats[i + 1][1]
+            x, h = self.kernels.add_layer_norm_modulated(
+                x, block.proj(h), block.norm2.weight, block.norm2.bias, block.norm2.eps, stats[i][2], scale, shift,
+                norms[i + 1].norm.eps,
+            )
+        return h
 
     def time_embeddings(self, timesteps: torch.Tensor, rows: int) -> torch.Tensor:
         """The time embedding of every diffusion step for `rows` rows: [S, rows, W].

@@ -6,7 +6,9 @@ launch on its inputs' GPU):
 
 - `linear_attn`: linear attention from the qkv projection to the head-merged output;
 - `depthwise_conv`: the decoder blocks' conv branch added to the attention output;
-- `layer_norm`: LayerNorm with its residual add, gate or AdaLN modulation.
+- `guided_euler_step`: the head loop's guidance mix and Euler update;
+- `layer_norm`: LayerNorm with its residual add, gate or AdaLN modulation (or both: a head block's end and the
+  next AdaLN).
 
 The modules are written with the plain-PyTorch path inline, as the paper states the computation; a module whose
 `kernels` attribute holds the fused set substitutes these kernels for that path (`LinaTransformer.set_kernels`
@@ -23,7 +25,8 @@ import torch
 from models.constants import KERNEL_CHOICES
 from models.errors import LinaError
 from models.ops.depthwise_conv.reference import add_depthwise_conv
-from models.ops.layer_norm.reference import add_layer_norm, modulated_layer_norm
+from models.ops.guided_euler_step.reference import guided_euler_step
+from models.ops.layer_norm.reference import add_layer_norm, add_layer_norm_modulated, modulated_layer_norm
 from models.ops.linear_attn.reference import linear_attention_qkv
 
 __all__ = ["KERNEL_CHOICES", "Kernels", "REFERENCE_KERNELS", "fused_kernels", "kernels_named", "resolve_kernels"]
@@ -38,6 +41,8 @@ class Kernels:
     add_depthwise_conv: Callable[..., torch.Tensor]
     add_layer_norm: Callable[..., torch.Tensor]
     modulated_layer_norm: Callable[..., torch.Tensor]
+    add_layer_norm_modulated: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    guided_euler_step: Callable[..., torch.Tensor]
 
     @property
     def fused(self) -> bool:
@@ -45,17 +50,35 @@ class Kernels:
         return self.name == "fused"
 
 
-REFERENCE_KERNELS = Kernels("reference", linear_attention_qkv, add_depthwise_conv, add_layer_norm, modulated_layer_norm)
+REFERENCE_KERNELS = Kernels(
+    "reference",
+    linear_attention_qkv,
+    add_depthwise_conv,
+    add_layer_norm,
+    modulated_layer_norm,
+    add_layer_norm_modulated,
+    guided_euler_step,
+)
 
 
 def fused_kernels() -> Kernels:
     """The Triton set (imports Triton; raises ImportError without it)."""
     from models.ops.depthwise_conv.fused import add_depthwise_conv as fused_conv
+    from models.ops.guided_euler_step.fused import guided_euler_step as fused_euler_step
     from models.ops.layer_norm.fused import add_layer_norm as fused_add_norm
+    from models.ops.layer_norm.fused import add_layer_norm_modulated as fused_add_norm_modulated
     from models.ops.layer_norm.fused import modulated_layer_norm as fused_modulated_norm
     from models.ops.linear_attn.fused import linear_attention_qkv as fused_attention
 
-    return Kernels("fused", fused_attention, fused_conv, fused_add_norm, fused_modulated_norm)
+    return Kernels(
+        "fused",
+        fused_attention,
+        fused_conv,
+        fused_add_norm,
+        fused_modulated_norm,
+        fused_add_norm_modulated,
+        fused_euler_step,
+    )
 
 
 def kernels_named(name: str) -> Kernels:

@@ -147,6 +147,9 @@ def denoise_tokens(
             velocity = head.velocity_projected(x.repeat(rows, 1, 1), [p[j] for p in projections])
         else:
             velocity = head.velocity(x.repeat(rows, 1, 1), projected_z + time_embeddings[j].unsqueeze(1))
+        if head.kernels.fused:  # the mix and the step as one kernel, rounding as they do
+            x = head.kernels.guided_euler_step(velocity, sigmas[j], sigmas[j + 1], x, scale)
+            continue
         if scale is not None:
             cond, uncond = velocity.chunk(2)
             velocity = uncond + (cond - uncond) * scale

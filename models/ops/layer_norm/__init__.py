@@ -3,7 +3,7 @@
 The fused functions are imported on first access (PEP 562), so the reference imports where Triton is missing.
 """
 
-__all__ = ["add_layer_norm", "modulated_layer_norm"]
+__all__ = ["add_layer_norm", "add_layer_norm_modulated", "modulated_layer_norm"]
 
 
 def __getattr__(name: str):

@@ -30,3 +30,23 @@ def add_layer_norm(
 def modulated_layer_norm(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, eps: float) -> torch.Tensor:
     """LayerNorm(x) without affine, then ·(1 + scale) + shift: the head's AdaLN modulation. All [..., W]."""
     return F.layer_norm(x, (x.shape[-1],), eps=eps).mul(1 + scale).add_(shift)
+
+
+def add_layer_norm_modulated(
+    residual: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float,
+    gate: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    modulation_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`add_layer_norm` (gated), then `modulated_layer_norm` of its result: the sum and the modulated sum.
+
+    Where one head block ends and the next AdaLN (the next block's, or the head's final one) begins: the block's
+    gated residual makes the new residual stream, which the next AdaLN normalises and modulates.
+    """
+    out = add_layer_norm(residual, x, weight, bias, eps, gate)
+    return out, modulated_layer_norm(out, scale, shift, modulation_eps)

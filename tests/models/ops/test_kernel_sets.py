@@ -60,3 +60,20 @@ def test_fused_set_generates_what_the_reference_set_generates(task):
     assert torch.isfinite(fused).all()
     assert relative_rms(fused, reference) < FLOAT32_TOLERANCE
 
+
+@requires_fused
+def test_fused_head_chains_what_its_blocks_compute_one_by_one():
+    """The fused head runs each block's closing norm and the next AdaLN as one kernel; the values are the blocks'."""
+    model = tiny_model("c2i")
+    model.set_kernels("fused")
+    head = model.image_decoder
+    generator = torch.Generator().manual_seed(3)
+    noisy = torch.randn(2, 5, head.head.out_features, generator=generator).to(DEVICE)
+    condition = torch.randn(2, 5, head.head.in_features, generator=generator).to(DEVICE)
+    with torch.no_grad():
+        projections = head.project_condition(torch.nn.functional.silu(condition))
+        x = head.patch_embed.embed_patches(noisy)
+        for block, projection in zip(head.blocks, projections):
+            x = block(x, projection)
+        one_by_one = head.head(head.norm(x, projections[-1])[0])
+        assert torch.equal(head.velocity_projected(noisy, projections), one_by_one)

@@ -57,6 +57,11 @@ def test_references_are_the_module_expressions(dtype):
         assert torch.equal(
             reference.modulated_layer_norm(x, scale, shift, ADALN_EPS), adaln_norm(x).mul(1 + scale).add_(shift)
         )
+        total, modulated = reference.add_layer_norm_modulated(
+            residual, x, weight, bias, norm.eps, gate, scale, shift, ADALN_EPS
+        )
+        assert torch.equal(total, norm(x).mul(gate).add_(residual))
+        assert torch.equal(modulated, adaln_norm(total).mul(1 + scale).add_(shift))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -90,6 +95,33 @@ def test_fused_layer_norm_matches_reference(pattern, shape, dtype):
     expected = PATTERNS[pattern](reference, *tensors)
     assert actual.dtype == dtype and actual.is_contiguous()
     assert_close(actual, expected, RELATIVE_RMS_TOLERANCE[dtype], f"{pattern} {shape}")
+
+
+@requires_fused
+@pytest.mark.parametrize("dtype", dtype_params())
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "x".join(map(str, shape)))
+def test_fused_add_layer_norm_modulated_matches_reference(shape, dtype):
+    x, residual, weight, bias, gate, scale, shift = inputs(shape, dtype, seed=5)
+    arguments = (residual, x, weight, bias, LAYER_NORM_EPS, gate, scale, shift, ADALN_EPS)
+    actual = fused_module().add_layer_norm_modulated(*arguments)
+    expected = reference.add_layer_norm_modulated(*arguments)
+    for name, actual_part, expected_part in zip(("sum", "modulated"), actual, expected):
+        assert actual_part.dtype == dtype and actual_part.is_contiguous()
+        assert_close(actual_part, expected_part, RELATIVE_RMS_TOLERANCE[dtype], f"{name} {shape}")
+
+
+@requires_fused
+@pytest.mark.parametrize("dtype", dtype_params())
+def test_fused_add_layer_norm_modulated_is_the_two_fused_kernels_in_turn(dtype):
+    """One kernel instead of two changes no value: the modulation reads the sum as the first kernel stores it."""
+    fused = fused_module()
+    x, residual, weight, bias, gate, scale, shift = inputs((3, 1536), dtype, seed=6)
+    total, modulated = fused.add_layer_norm_modulated(
+        residual, x, weight, bias, LAYER_NORM_EPS, gate, scale, shift, ADALN_EPS
+    )
+    in_turn = fused.add_layer_norm(residual, x, weight, bias, LAYER_NORM_EPS, gate=gate)
+    assert torch.equal(total, in_turn)
+    assert torch.equal(modulated, fused.modulated_layer_norm(in_turn, scale, shift, ADALN_EPS))
 
 
 @requires_fused
