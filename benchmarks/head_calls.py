@@ -65,11 +65,14 @@ def main() -> None:
                     torch.cuda.synchronize()
                 kernels = [event for event in profiler.events() if event.device_type.name == "CUDA"]
                 kernel_us = sum(event.device_time for event in kernels) / DIFFUSION_STEPS
-                print(f"{tokens} tokens, AdaLN statistics {'hoisted ' if hoist else 'per step'}: {graph_us:.1f} µs per "
-                      f"call from the graph; {len(kernels) / DIFFUSION_STEPS:.1f} kernels per call, "
+                statistics = "hoisted " if hoist else "per step"
+                print(f"{tokens} tokens, AdaLN statistics {statistics}: {graph_us:.1f} µs per call from the graph; "
+                      f"{len(kernels) / DIFFUSION_STEPS:.1f} kernels per call, "
                       f"{kernel_us:.1f} µs of kernel time", flush=True)
                 if args.table and tokens == TOKENS[-1] and hoist:
-                    print(profiler.key_averages().table(sort_by="device_time_total", row_limit=20, max_name_column_width=60))
+                    table = profiler.key_averages().table(sort_by="device_time_total", row_limit=20,
+                                                          max_name_column_width=60)
+                    print(table)
 
 
 if __name__ == "__main__":

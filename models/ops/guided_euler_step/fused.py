@@ -23,7 +23,9 @@ def _round(x, dtype: tl.constexpr):
 
 
 @triton.jit
-def _guided_euler_step_kernel(velocity_ptr, sample_ptr, out_ptr, numel, step, scale, GUIDED: tl.constexpr, BLOCK: tl.constexpr):
+def _guided_euler_step_kernel(
+    velocity_ptr, sample_ptr, out_ptr, numel, step, scale, GUIDED: tl.constexpr, BLOCK: tl.constexpr
+):
     """out = sample + step·v with v = uncond + (cond − uncond)·scale (GUIDED) or the velocity as it is."""
     offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < numel
@@ -70,7 +72,9 @@ def guided_euler_step(
             f"velocity {tuple(velocity.shape)} must hold {rows} rows per row of sample {tuple(sample.shape)}"
         )
     if (sample.dtype, sample.device) != (velocity.dtype, velocity.device):
-        raise ValueError(f"sample is {sample.dtype} on {sample.device}; velocity is {velocity.dtype} on {velocity.device}")
+        raise ValueError(
+            f"sample is {sample.dtype} on {sample.device}; velocity is {velocity.dtype} on {velocity.device}"
+        )
     velocity, sample = velocity.contiguous(), sample.contiguous()
     out = torch.empty_like(sample)
     numel = sample.numel()

@@ -11,10 +11,10 @@ import torch
 def guided_euler_step(
     velocity: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, sample: torch.Tensor, scale: float | None
 ) -> torch.Tensor:
-    """x ← x + (σ_next − σ)·v with v = v_u + s·(v_c − v_u), updated in float32, returned in the velocity's dtype.
+    """x ← x + (σ_next − σ)·v, v = v_u + s·(v_c − v_u), updated in float32 and returned in the velocity's dtype.
 
     Args:
-        velocity: the head's prediction, [2B, n, K] holding [cond ; uncond] rows, or [B, n, K] when `scale` is None.
+        velocity: the head's prediction, [2B, n, K] holding [cond ; uncond] rows ([B, n, K] when `scale` is None).
         sigma, sigma_next: 0-dim float32 CPU tensors, so (σ_next − σ)·v is computed in the velocity's dtype (a
             0-dim tensor does not promote), as diffusers rounds it.
         sample: the tokens being denoised, [B, n, K].
