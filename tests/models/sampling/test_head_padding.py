@@ -7,11 +7,8 @@ import torch
 
 from models import load_pipeline
 from models.pipeline.requests import ImageRequest
-from models.sampling.sampler import HEAD_PAD_ROWS, ar_schedule, pad_tokens, sample_latents
-from models.sampling.settings import SamplingSettings
-
-SETTINGS = SamplingSettings(ar_steps=6, diffusion_steps=4, cfg=3.0)
-PROMPTS = ["a red cube", "a blue ball"]
+from models.sampling.sampler import HEAD_PAD_ROWS, ar_schedule, pad_tokens
+from tests.models.sampling.two_prompts import PROMPTS, SETTINGS, two_prompt_latents
 
 
 def test_pad_tokens_appends_zero_tokens_up_to_the_multiple():
@@ -22,22 +19,12 @@ def test_pad_tokens_appends_zero_tokens_up_to_the_multiple():
     assert pad_tokens(x, 5) is x and pad_tokens(x, 1) is x
 
 
-def _latents(pipe, head_pad_rows: int) -> torch.Tensor:
-    encode = pipe.text_encoder.encode
-    condition = pipe.transformer.condition_tokens_from_text(encode(PROMPTS, pipe.config.text_token_len))
-    null = pipe.transformer.condition_tokens_from_text(encode([""] * len(PROMPTS), pipe.config.text_token_len))
-    generators = [torch.Generator().manual_seed(seed) for seed in (4, 5)]
-    return sample_latents(
-        pipe.transformer, pipe.scheduler, condition, null, generators, SETTINGS, head_pad_rows=head_pad_rows
-    )
-
-
 def test_padding_the_head_tokens_leaves_the_real_ones(tiny_t2i_folder):
     pipe = load_pipeline(tiny_t2i_folder, device="cpu", dtype="fp32")
     counts = ar_schedule(pipe.config.num_image_tokens, SETTINGS.ar_steps)
     # 2 CFG rows × 2 images: a multiple of 8 tokens, so every step of this schedule is padded
     assert all(count % 8 for count in counts)
-    exact, padded = _latents(pipe, 1), _latents(pipe, 32)
+    exact, padded = two_prompt_latents(pipe, head_pad_rows=1), two_prompt_latents(pipe, head_pad_rows=32)
     torch.testing.assert_close(padded, exact, rtol=1e-5, atol=1e-5)
 
 

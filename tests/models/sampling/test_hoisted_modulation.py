@@ -4,11 +4,7 @@ the condition and the step's time only, so the hoisted loop gives the per-step l
 import torch
 
 from models import load_pipeline
-from models.sampling.sampler import sample_latents
-from models.sampling.settings import SamplingSettings
-
-SETTINGS = SamplingSettings(ar_steps=6, diffusion_steps=4, cfg=3.0)
-PROMPTS = ["a red cube", "a blue ball"]
+from tests.models.sampling.two_prompts import two_prompt_latents
 
 
 def test_the_head_takes_its_statistics_computed_apart(tiny_t2i_folder):
@@ -24,17 +20,7 @@ def test_the_head_takes_its_statistics_computed_apart(tiny_t2i_folder):
     torch.testing.assert_close(hoisted, head.velocity(noisy, cond), rtol=1e-6, atol=1e-6)
 
 
-def _latents(pipe, hoist_max_rows: int) -> torch.Tensor:
-    encode = pipe.text_encoder.encode
-    condition = pipe.transformer.condition_tokens_from_text(encode(PROMPTS, pipe.config.text_token_len))
-    null = pipe.transformer.condition_tokens_from_text(encode([""] * len(PROMPTS), pipe.config.text_token_len))
-    generators = [torch.Generator().manual_seed(seed) for seed in (4, 5)]
-    return sample_latents(
-        pipe.transformer, pipe.scheduler, condition, null, generators, SETTINGS, hoist_max_rows=hoist_max_rows
-    )
-
-
 def test_hoisting_leaves_the_samples(tiny_t2i_folder):
     pipe = load_pipeline(tiny_t2i_folder, device="cpu", dtype="fp32")
-    per_step, hoisted = _latents(pipe, 0), _latents(pipe, 10_000)
+    per_step, hoisted = two_prompt_latents(pipe, hoist_max_rows=0), two_prompt_latents(pipe, hoist_max_rows=10_000)
     torch.testing.assert_close(hoisted, per_step, rtol=1e-5, atol=1e-5)
